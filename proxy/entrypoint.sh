@@ -1,0 +1,40 @@
+#!/bin/sh
+# Writes the runtime part of nginx's configuration from the environment, then runs nginx in the
+# foreground as PID 1. Everything written goes to /tmp/nginx (a tmpfs in the stack).
+#
+#   API_UPSTREAM      host:port of the API on the Docker network (required), e.g. api:8000
+#   RATE_LIMIT_RPS    requests per second allowed per client address; 0 disables (default 0)
+#   RATE_LIMIT_BURST  requests above the rate accepted at once before 429 (default 2x rate)
+set -eu
+
+fail() {
+    echo "proxy: $*" >&2
+    exit 64
+}
+
+upstream=${API_UPSTREAM:-}
+[ -n "$upstream" ] || fail "API_UPSTREAM is not set: give the API's host:port on the Docker network, e.g. api:8000"
+# Only a host name and a port: the value lands inside nginx's configuration.
+echo "$upstream" | grep -Eq '^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:[0-9]{1,5}$' \
+    || fail "API_UPSTREAM='$upstream' is not host:port (letters, digits, dots, hyphens; port 1-65535)"
+
+rps=${RATE_LIMIT_RPS:-0}
+echo "$rps" | grep -Eq '^[0-9]{1,6}$' || fail "RATE_LIMIT_RPS='$rps' is not a whole number of requests per second (0 disables)"
+burst=${RATE_LIMIT_BURST:-$((rps * 2))}
+echo "$burst" | grep -Eq '^[0-9]{1,6}$' || fail "RATE_LIMIT_BURST='$burst' is not a whole number of requests"
+
+mkdir -p /tmp/nginx
+{
+    echo "map \$host \$api_upstream { default \"$upstream\"; }"
+    if [ "$rps" -gt 0 ]; then
+        echo "limit_req_zone \$binary_remote_addr zone=per_client:10m rate=${rps}r/s;"
+    fi
+} >/tmp/nginx/runtime-http.conf
+if [ "$rps" -gt 0 ]; then
+    printf 'limit_req zone=per_client burst=%s nodelay;\nlimit_req_status 429;\n' "$burst"
+else
+    : # rate limit disabled
+fi >/tmp/nginx/runtime-location.conf
+
+# -e: log to stderr from the start, before the config is read (no write to /var/log).
+exec nginx -e /dev/stderr -g 'daemon off;' "$@"

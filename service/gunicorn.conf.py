@@ -1,0 +1,68 @@
+"""gunicorn settings for the API container.
+
+gunicorn reads this file from its working directory (/app in the image). Each setting can be
+overridden from the environment, so the Pulumi program (or `docker run -e`) tunes a container
+without a new image.
+"""
+
+import os
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"gunicorn.conf.py: {name}={value!r} is not an integer") from None
+
+
+# --- Socket --------------------------------------------------------------------------------
+# All interfaces of the container; the port is only reachable on the stack's private Docker
+# network (the Pulumi program publishes no API port to the host).
+bind = f"0.0.0.0:{_env_int('PORT', 8000)}"
+
+# --- Workers -------------------------------------------------------------------------------
+# Processes: 2 by default, one per core of a small host; WEB_CONCURRENCY overrides (gunicorn
+# also reads it natively). Usual range 1-2 per core available to the container.
+workers = _env_int("WEB_CONCURRENCY", 2)
+# gthread: each worker serves several connections with threads. Measured against sync behind
+# the proxy (see bench/ results): equal or better throughput, and it keeps idle HTTP/1.1
+# connections open instead of closing after every request.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+# Threads per gthread worker (ignored by sync). Usual range 2-8 for I/O-light handlers.
+threads = _env_int("GUNICORN_THREADS", 4)
+# Heartbeat files live in RAM (/dev/shm is a tmpfs in every container) so that the root
+# filesystem can be read-only and a slow disk never looks like a hung worker.
+worker_tmp_dir = "/dev/shm"
+
+# --- Timeouts ------------------------------------------------------------------------------
+# A worker silent for this long is killed and replaced. The proxy's timeouts sit above it.
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+# Time for in-flight requests on SIGTERM; below Docker's default stop timeout (10 s), so a
+# `docker stop` ends gracefully rather than in SIGKILL.
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 8)
+# Idle keep-alive seconds (gthread only); above the proxy's idle upstream timeout.
+keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+
+# --- Proxy headers -------------------------------------------------------------------------
+# Peers whose X-Forwarded-* headers are believed (e.g. X-Forwarded-Proto for url_scheme).
+# Default: none but localhost. The Pulumi program sets the stack network's subnet, the only
+# place the proxy can connect from, since the API port is never published to the host.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# --- Logging -------------------------------------------------------------------------------
+# Access log to stdout for `docker logs`: the original client (X-Forwarded-For, set by the
+# proxy), request id, request line, status, size and duration in microseconds.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+access_log_format = (
+    '%({x-forwarded-for}i)s via %(h)s %(t)s rid=%({x-request-id}i)s "%(r)s" %(s)s %(B)s %(D)sus'
+)
+
+# --- Control socket ------------------------------------------------------------------------
+# gunicorn 25+ opens a control socket for `gunicornc` under $HOME; nothing in a container uses
+# it, and the read-only root filesystem has no place for it.
+control_socket_disable = True

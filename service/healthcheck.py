@@ -1,0 +1,16 @@
+"""Container health check: exits 0 when the API answers on its own port.
+
+Run by Docker's HEALTHCHECK with the image's Python, so the image needs no curl.
+"""
+
+import os
+import sys
+import urllib.request
+
+url = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/"
+try:
+    with urllib.request.urlopen(url, timeout=3) as response:
+        sys.exit(0 if response.status == 200 else 1)
+except OSError as error:
+    print(f"health check {url}: {error}", file=sys.stderr)
+    sys.exit(1)
