@@ -1,0 +1,32 @@
+"""Deploys the Flask-Rebar REST API behind an nginx reverse proxy on the local Docker engine.
+
+Two images built from service/ and proxy/, a private bridge network, `apiReplicas` API
+containers sharing one network alias, and one proxy container publishing `proxyPort` on
+`proxyBindAddress`. Exports the proxy URL, image references, network and container names.
+"""
+
+import pulumi
+
+import contract
+from rest_api_stack import RestApiStack, RestApiStackArgs
+from settings import load_settings
+
+settings = load_settings()
+project, stack = pulumi.get_project(), pulumi.get_stack()
+
+rest_api = RestApiStack(
+    "rest-api",
+    RestApiStackArgs(
+        settings=settings,
+        name_prefix=f"{project}-{stack}",
+        image_tag=stack,
+        labels={contract.LABEL_PROJECT: project, contract.LABEL_STACK: stack},
+    ),
+)
+
+pulumi.export(contract.EXPORT_URL, rest_api.url)
+pulumi.export(contract.EXPORT_API_IMAGE, rest_api.api_image)
+pulumi.export(contract.EXPORT_PROXY_IMAGE, rest_api.proxy_image)
+pulumi.export(contract.EXPORT_NETWORK, rest_api.network_name)
+pulumi.export(contract.EXPORT_API_CONTAINERS, rest_api.api_container_names)
+pulumi.export(contract.EXPORT_PROXY_CONTAINER, rest_api.proxy_container_name)

@@ -1,0 +1,42 @@
+"""Names and ports shared by the Pulumi program, the images and the tests.
+
+The one place these values are written down: the program passes them to the containers
+(the proxy learns the API's alias and port from API_UPSTREAM, the API its port from PORT),
+and every test tier imports them from here.
+"""
+
+from typing import Final
+
+# The network alias that every API container answers to, and that the proxy resolves through
+# Docker's embedded DNS at request time.
+API_ALIAS: Final = "api"
+# The port gunicorn listens on inside an API container (never published to the host).
+API_PORT: Final = 8000
+# The port nginx listens on inside the proxy container (proxy/nginx.conf `listen`).
+PROXY_CONTAINER_PORT: Final = 8080
+# The unprivileged uid:gid each image runs as (the USER line of service/ and proxy/ Dockerfile);
+# the program sets them again so that a container never runs as root, whatever the image says.
+API_USER: Final = "10001:10001"
+PROXY_USER: Final = "10002:10002"
+# The proxy's own liveness endpoint, answered without the API.
+HEALTHZ_PATH: Final = "/healthz"
+
+# Build contexts of the two images, relative to the repository root.
+API_CONTEXT: Final = "service"
+PROXY_CONTEXT: Final = "proxy"
+
+# Labels put on every resource, so that a stack's resources can be found (and only they).
+LABEL_PROJECT: Final = "pulumi.project"
+LABEL_STACK: Final = "pulumi.stack"
+LABEL_ROLE: Final = "pulumi.role"
+ROLE_API: Final = "api"
+ROLE_PROXY: Final = "proxy"
+ROLE_NETWORK: Final = "network"
+
+# Stack output keys.
+EXPORT_URL: Final = "url"
+EXPORT_API_IMAGE: Final = "apiImage"
+EXPORT_PROXY_IMAGE: Final = "proxyImage"
+EXPORT_NETWORK: Final = "network"
+EXPORT_API_CONTAINERS: Final = "apiContainers"
+EXPORT_PROXY_CONTAINER: Final = "proxyContainer"

@@ -1,0 +1,161 @@
+"""The stack's configuration, read once and validated before any resource is registered.
+
+Every key is read with pulumi.Config's typed getters; every value is checked against the range
+users can rely on. All problems are reported together, each naming its key and what it
+accepts, so a bad `Pulumi.<stack>.yaml` fails `pulumi preview` before anything is created.
+"""
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import pulumi
+import pulumi.runtime.config
+
+# Whole-number keys: (default, lowest accepted, highest accepted, what it means).
+INT_KEYS: Final[dict[str, tuple[int, int, int, str]]] = {
+    "proxyPort": (8080, 1, 65535, "host port the proxy publishes"),
+    "apiReplicas": (2, 1, 16, "number of API containers"),
+    "apiWorkers": (2, 1, 32, "gunicorn worker processes per API container"),
+    "apiThreads": (4, 1, 64, "gunicorn threads per worker"),
+    "apiMemoryMb": (256, 64, 65536, "memory limit of each API container, MiB"),
+    "proxyMemoryMb": (128, 32, 65536, "memory limit of the proxy container, MiB"),
+    "processLimit": (512, 32, 65536, "processes and threads per container user (nproc)"),
+    "rateLimitPerSecond": (0, 0, 100000, "requests per second per client address; 0 = off"),
+}
+STRING_KEYS: Final = ("proxyBindAddress", "apiBaseImage", "proxyBaseImage", "imagePlatform")
+DEFAULT_BIND_ADDRESS: Final = "127.0.0.1"
+DEFAULT_PLATFORM: Final = "linux/amd64"
+
+# Docker image references (distribution's grammar): [registry[:port]/]path[:tag][@digest].
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REFERENCE: Final = re.compile(
+    rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+PLATFORM: Final = re.compile(r"^linux/(amd64|arm64|arm/v7|arm/v6|386|ppc64le|s390x|riscv64)$")
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration; the message names every bad key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    proxy_port: int = INT_KEYS["proxyPort"][0]
+    proxy_bind_address: str = DEFAULT_BIND_ADDRESS
+    api_replicas: int = INT_KEYS["apiReplicas"][0]
+    api_workers: int = INT_KEYS["apiWorkers"][0]
+    api_threads: int = INT_KEYS["apiThreads"][0]
+    api_memory_mb: int = INT_KEYS["apiMemoryMb"][0]
+    proxy_memory_mb: int = INT_KEYS["proxyMemoryMb"][0]
+    process_limit: int = INT_KEYS["processLimit"][0]
+    rate_limit_per_second: int = INT_KEYS["rateLimitPerSecond"][0]
+    # None: the Dockerfile's own default base image.
+    api_base_image: str | None = None
+    proxy_base_image: str | None = None
+    image_platform: str = DEFAULT_PLATFORM
+
+
+def _check_int(config: pulumi.Config, key: str, problems: list[str]) -> int:
+    default, low, high, meaning = INT_KEYS[key]
+    accepted = f"a whole number from {low} to {high} ({meaning})"
+    try:
+        value = config.get_int(key)
+    except pulumi.ConfigTypeError:
+        problems.append(f"{key}: {config.get(key)!r} is not {accepted}")
+        return default
+    # `get_int(key) or default` would silently turn a configured 0 into the default.
+    if value is None:
+        return default
+    if not low <= value <= high:
+        problems.append(f"{key}: {value} is out of range; expected {accepted}")
+    return value
+
+
+def _check_string(
+    config: pulumi.Config,
+    key: str,
+    problems: list[str],
+    valid: Callable[[str], bool],
+    accepted: str,
+) -> str | None:
+    value = config.get(key)
+    if value is not None and not valid(value):
+        problems.append(f"{key}: {value!r} is not {accepted}")
+    return value
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_image_reference(value: str) -> bool:
+    return len(value) <= 255 and IMAGE_REFERENCE.match(value) is not None
+
+
+def _unknown_keys(project: str) -> list[str]:
+    """Keys set under this project's namespace that no setting reads (most often a typo)."""
+    known = set(INT_KEYS) | set(STRING_KEYS)
+    configured = set(pulumi.runtime.config.CONFIG.get()) | set(
+        pulumi.runtime.config.get_config_env()
+    )
+    prefix = f"{project}:"
+    return sorted(
+        key[len(prefix) :]
+        for key in configured
+        if key.startswith(prefix) and key[len(prefix) :] not in known
+    )
+
+
+def load_settings(config: pulumi.Config | None = None) -> Settings:
+    """Read and validate the stack configuration; raise ConfigError naming every bad key."""
+    config = config or pulumi.Config()
+    problems = [
+        f"{key}: unknown key (known keys: {', '.join(sorted([*INT_KEYS, *STRING_KEYS]))})"
+        for key in _unknown_keys(config.name)
+    ]
+    ints = {key: _check_int(config, key, problems) for key in INT_KEYS}
+    bind = _check_string(
+        config,
+        "proxyBindAddress",
+        problems,
+        _is_ip,
+        "an IP address (e.g. 127.0.0.1 for this host only, 0.0.0.0 for all interfaces)",
+    )
+    image = "an image reference such as python:3.14-slim-trixie or registry:5000/team/img:tag"
+    api_base = _check_string(config, "apiBaseImage", problems, _is_image_reference, image)
+    proxy_base = _check_string(config, "proxyBaseImage", problems, _is_image_reference, image)
+    platform = _check_string(
+        config,
+        "imagePlatform",
+        problems,
+        lambda value: PLATFORM.match(value) is not None,
+        "a Linux platform such as linux/amd64 or linux/arm64",
+    )
+    if problems:
+        raise ConfigError(
+            f"invalid configuration of stack {pulumi.get_stack()!r} (nothing was created):\n  "
+            + "\n  ".join(problems)
+        )
+    return Settings(
+        proxy_port=ints["proxyPort"],
+        proxy_bind_address=bind or DEFAULT_BIND_ADDRESS,
+        api_replicas=ints["apiReplicas"],
+        api_workers=ints["apiWorkers"],
+        api_threads=ints["apiThreads"],
+        api_memory_mb=ints["apiMemoryMb"],
+        proxy_memory_mb=ints["proxyMemoryMb"],
+        process_limit=ints["processLimit"],
+        rate_limit_per_second=ints["rateLimitPerSecond"],
+        api_base_image=api_base,
+        proxy_base_image=proxy_base,
+        image_platform=platform or DEFAULT_PLATFORM,
+    )
