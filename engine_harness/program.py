@@ -36,7 +36,7 @@ def stack_config(stack: str) -> dict[str, str]:
 def _program_environment() -> Iterator[None]:
     """The working directory and import path that `pulumi up` gives the program (`main`)."""
     previous_cwd = Path.cwd()
-    sys.path.insert(0, str(INFRA_DIR))
+    sys.path.insert(0, str(INFRA_DIR))  # first, as for pulumi
     os.chdir(INFRA_DIR)
     try:
         yield

@@ -1,0 +1,76 @@
+"""`python -m engine_harness up|down [--stack NAME]`: deploy or remove a stack on the local
+Docker engine through the engine-backed mocks (what `make local-up` / `make local-down` run).
+
+`up` prints what it did on stderr and the proxy URL as the last line on stdout. Both are
+idempotent: `up` with nothing changed changes nothing; `down` on nothing removes nothing.
+Only objects labelled with this project and stack are ever removed.
+"""
+
+import argparse
+import sys
+
+import docker
+import docker.errors
+
+import contract
+from engine_harness.docker_mocks import EngineMocks, destroy
+from engine_harness.program import REPO_ROOT, project_name, run_program, stack_config
+
+STATE_DIR = REPO_ROOT / ".engine-state"
+
+
+def remove_labelled(client: docker.DockerClient, project: str, stack: str) -> list[str]:
+    """Containers and networks of this project and stack that no state file records (left by
+    an interrupted run). Other stacks' and unlabelled objects are never touched."""
+    labels = [f"{contract.LABEL_PROJECT}={project}", f"{contract.LABEL_STACK}={stack}"]
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": labels}):
+        container.remove(force=True)
+        removed.append(container.name)
+    for network in client.networks.list(filters={"label": labels}):
+        network.remove()
+        removed.append(network.name)
+    return removed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine_harness", description=__doc__)
+    parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument("--stack", default="dev", help="stack name (Pulumi.<stack>.yaml)")
+    args = parser.parse_args(argv)
+    project = project_name()
+    state_file = STATE_DIR / f"{project}-{args.stack}.json"
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except docker.errors.DockerException as error:
+        print(f"error: no Docker engine answers: {error}", file=sys.stderr)
+        return 1
+
+    if args.action == "down":
+        removed = destroy(client, state_file) + remove_labelled(client, project, args.stack)
+        print(f"stack {args.stack}: removed {len(removed)} objects {removed}", file=sys.stderr)
+        return 0
+
+    try:
+        config = stack_config(args.stack)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    mocks = EngineMocks(client, state_file)
+    try:
+        exports = run_program(mocks, args.stack, config, project)
+    except Exception as error:  # noqa: BLE001 (the user gets the reason, not a traceback)
+        print(f"error: stack {args.stack} not deployed: {error}", file=sys.stderr)
+        print("fix the cause and run again, or remove it with `make local-down`", file=sys.stderr)
+        return 1
+    summary = mocks.finish()
+    for action in ("created", "replaced", "unchanged", "deleted"):
+        names = getattr(summary, action)
+        print(f"{action}: {len(names)} {sorted(names)}", file=sys.stderr)
+    print(exports[contract.EXPORT_URL])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

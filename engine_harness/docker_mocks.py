@@ -1,0 +1,383 @@
+"""Pulumi mocks that apply each declared Docker resource to a real engine.
+
+Under Pulumi's mock runtime the program registers its resources with `new_resource`; this
+class creates each one on the engine through the Docker SDK for Python with every declared
+input, waits where the program asks it to, and returns the real state as the resource's
+outputs. An input it does not know how to apply is an error, so nothing declared is silently
+dropped.
+
+A small state file per stack records what was created and from which inputs, like Pulumi's
+own state: a run with unchanged inputs leaves the object alone, a changed one is replaced
+(deleted first, as the program asks with delete_before_replace), and objects no longer
+declared are removed. `destroy` removes everything in reverse order.
+"""
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+import pulumi
+
+NETWORK = "docker:index/network:Network"
+IMAGE = "docker:index/image:Image"
+CONTAINER = "docker:index/container:Container"
+
+
+class UnappliedInputError(RuntimeError):
+    """The program declares something the harness cannot apply to the engine."""
+
+
+class DeployError(RuntimeError):
+    """The engine refused or failed a declared resource."""
+
+
+@dataclass
+class Record:
+    """One resource as applied: its type, logical name, inputs, engine id and outputs."""
+
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    id: str
+    outputs: dict[str, Any]
+
+
+@dataclass
+class Summary:
+    """What one run did, by logical resource name."""
+
+    created: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+def _require_known(typ: str, name: str, inputs: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(inputs) - known)
+    if unknown:
+        raise UnappliedInputError(
+            f"{typ} {name!r}: declared inputs {unknown} are not applied by the engine harness;"
+            " teach engine_harness/docker_mocks.py to apply them before declaring them"
+        )
+
+
+def _sub_keys(typ: str, name: str, what: str, value: dict[str, Any], known: set[str]) -> None:
+    _require_known(f"{typ} {what}", name, value, known)
+
+
+class EngineMocks(pulumi.runtime.Mocks):
+    """Mocks that deploy to the Docker engine of `client`, remembering state in `state_file`."""
+
+    def __init__(self, client: docker.DockerClient, state_file: Path) -> None:
+        self.client = client
+        self.state_file = state_file
+        self.previous: dict[str, Record] = {
+            record.name: record for record in load_state(state_file)
+        }
+        self.applied: list[Record] = []
+        self.summary = Summary()
+        # Independent resources are registered from several threads at once.
+        self._lock = threading.Lock()
+        self._handlers: dict[str, Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]] = {
+            NETWORK: self._network,
+            IMAGE: self._image,
+            CONTAINER: self._container,
+        }
+
+    # --- Pulumi's Mocks interface -----------------------------------------------------------
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        handler = self._handlers.get(args.typ)
+        if handler is None:
+            if args.typ.startswith("docker:"):
+                raise UnappliedInputError(f"{args.typ} {args.name!r}: resource type not applied")
+            # Component resources own nothing on the engine.
+            return f"{args.name}-component", dict(args.inputs)
+        inputs = json.loads(json.dumps(args.inputs))  # plain, comparable values
+        previous = self.previous.get(args.name)
+        if previous and previous.typ == args.typ and previous.inputs == inputs:
+            if self._exists(previous):
+                if args.typ == IMAGE:
+                    # A build is how an image's sources are compared: rebuild (cached).
+                    resource_id, outputs = handler(args.name, inputs)
+                    changed = outputs["repoDigest"] != previous.outputs.get("repoDigest")
+                    self._record(args, inputs, resource_id, outputs, changed, previous)
+                    return resource_id, outputs
+                self._record(args, inputs, previous.id, previous.outputs, False, previous)
+                return previous.id, previous.outputs
+        if previous and args.typ != IMAGE:
+            # Names are fixed, so the old object goes before the new one comes.
+            self._delete(previous)
+        resource_id, outputs = handler(args.name, inputs)
+        self._record(args, inputs, resource_id, outputs, previous is not None, previous)
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]]]:
+        raise UnappliedInputError(f"invoke {args.token} is not applied by the engine harness")
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _record(
+        self,
+        args: pulumi.runtime.MockResourceArgs,
+        inputs: dict[str, Any],
+        resource_id: str,
+        outputs: dict[str, Any],
+        changed: bool,
+        previous: Record | None,
+    ) -> None:
+        with self._lock:
+            self.applied.append(Record(args.typ, args.name, inputs, resource_id, outputs))
+            if previous is None:
+                self.summary.created.append(args.name)
+            elif changed:
+                self.summary.replaced.append(args.name)
+            else:
+                self.summary.unchanged.append(args.name)
+            save_state(self.state_file, self._current_state())
+
+    def _current_state(self) -> list[Record]:
+        """What exists now: this run's records, plus earlier ones not yet re-declared."""
+        applied = {record.name for record in self.applied}
+        kept = [record for name, record in self.previous.items() if name not in applied]
+        return kept + self.applied
+
+    def finish(self) -> Summary:
+        """After a successful run: remove what the program no longer declares."""
+        declared = {record.name for record in self.applied}
+        for record in reversed(list(self.previous.values())):
+            if record.name not in declared:
+                self._delete(record)
+                self.summary.deleted.append(record.name)
+        save_state(self.state_file, self.applied)
+        return self.summary
+
+    # --- resources ----------------------------------------------------------------------------
+
+    def _exists(self, record: Record) -> bool:
+        try:
+            if record.typ == NETWORK:
+                self.client.networks.get(record.id)
+            elif record.typ == CONTAINER:
+                container = self.client.containers.get(record.id)
+                return bool(container.status == "running")
+            elif record.typ == IMAGE:
+                self.client.images.get(record.id)
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    def _delete(self, record: Record) -> None:
+        delete_object(self.client, record)
+
+    def _network(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        _require_known(NETWORK, name, inputs, {"name", "driver", "labels"})
+        network = self.client.networks.create(
+            inputs["name"],
+            driver=inputs.get("driver", "bridge"),
+            labels=_labels(inputs),
+            check_duplicate=True,
+        )
+        network.reload()
+        ipam = [
+            {"subnet": config.get("Subnet"), "gateway": config.get("Gateway")}
+            for config in (network.attrs.get("IPAM") or {}).get("Config") or []
+        ]
+        return network.id, {**inputs, "ipamConfigs": ipam, "id": network.id}
+
+    def _image(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        # buildOnPreview only matters in a preview; this is an update.
+        _require_known(IMAGE, name, inputs, {"imageName", "build", "skipPush", "buildOnPreview"})
+        if not inputs.get("skipPush"):
+            raise UnappliedInputError(f"{IMAGE} {name!r}: pushing to a registry is not applied")
+        build = inputs["build"]
+        _sub_keys(IMAGE, name, "build", build, {"context", "dockerfile", "platform", "args"})
+        # Relative paths are relative to the program's working directory, as for the provider.
+        context = Path(build["context"]).resolve()
+        dockerfile = Path(build.get("dockerfile") or context / "Dockerfile").resolve()
+        try:
+            image, _ = self.client.images.build(
+                path=str(context),
+                dockerfile=str(dockerfile.relative_to(context)),
+                tag=inputs["imageName"],
+                buildargs=build.get("args") or {},
+                platform=build.get("platform"),
+                rm=True,
+                forcerm=True,
+            )
+        except docker.errors.BuildError as error:
+            log = "".join(str(line.get("stream", line.get("error", ""))) for line in error.build_log)
+            raise DeployError(f"{IMAGE} {name!r}: build failed: {error}\n{log[-3000:]}") from None
+        return image.id, {
+            **inputs,
+            "repoDigest": image.id,
+            "baseImageName": inputs["imageName"],
+            "platform": build.get("platform"),
+        }
+
+    def _container(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        _require_known(CONTAINER, name, inputs, CONTAINER_INPUTS)
+        kwargs = container_create_args(self.client, name, inputs)
+        networks = inputs.get("networksAdvanced") or []
+        container = self.client.containers.create(**kwargs)
+        try:
+            # The first network is attached at create time; any others before the start.
+            for extra in networks[1:]:
+                self.client.networks.get(extra["name"]).connect(
+                    container, aliases=extra.get("aliases") or None
+                )
+            container.start()
+            if inputs.get("wait"):
+                wait_healthy(container, float(inputs.get("waitTimeout", 60)))
+        except Exception:
+            container.remove(force=True)
+            raise
+        container.reload()
+        return container.id, {**inputs, "id": container.id}
+
+
+# Container inputs the harness applies (pulumi-docker wire names).
+CONTAINER_INPUTS = {
+    "name",
+    "image",
+    "envs",
+    "networksAdvanced",
+    "ports",
+    "memory",
+    "user",
+    "labels",
+    "readOnly",
+    "tmpfs",
+    "capabilities",
+    "securityOpts",
+    "ulimits",
+    "restart",
+    "logDriver",
+    "logOpts",
+    "wait",
+    "waitTimeout",
+}
+
+
+def _labels(inputs: dict[str, Any]) -> dict[str, str]:
+    return {entry["label"]: entry["value"] for entry in inputs.get("labels") or []}
+
+
+def container_create_args(
+    client: docker.DockerClient, name: str, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    """Docker SDK arguments for a pulumi-docker Container's declared inputs."""
+    kwargs: dict[str, Any] = {
+        "image": inputs["image"],
+        "name": inputs["name"],
+        "environment": inputs.get("envs") or [],
+        "labels": _labels(inputs),
+        "read_only": bool(inputs.get("readOnly", False)),
+        "tmpfs": inputs.get("tmpfs") or {},
+        "security_opt": inputs.get("securityOpts") or None,
+        "detach": True,
+    }
+    if "user" in inputs:
+        kwargs["user"] = inputs["user"]
+    if "memory" in inputs:
+        kwargs["mem_limit"] = f"{int(inputs['memory'])}m"  # pulumi-docker counts MiB
+    if "capabilities" in inputs:
+        _sub_keys(CONTAINER, name, "capabilities", inputs["capabilities"], {"adds", "drops"})
+        kwargs["cap_add"] = inputs["capabilities"].get("adds") or None
+        kwargs["cap_drop"] = inputs["capabilities"].get("drops") or None
+    if "ulimits" in inputs:
+        kwargs["ulimits"] = [
+            docker.types.Ulimit(name=u["name"], soft=int(u["soft"]), hard=int(u["hard"]))
+            for u in inputs["ulimits"]
+        ]
+    if "restart" in inputs:
+        kwargs["restart_policy"] = {"Name": inputs["restart"]}
+    if "logDriver" in inputs:
+        kwargs["log_config"] = docker.types.LogConfig(
+            type=inputs["logDriver"], config=inputs.get("logOpts") or {}
+        )
+    elif "logOpts" in inputs:
+        raise UnappliedInputError(f"{CONTAINER} {name!r}: logOpts without logDriver")
+    ports = {}
+    for port in inputs.get("ports") or []:
+        _sub_keys(CONTAINER, name, "ports", port, {"internal", "external", "ip", "protocol"})
+        key = f"{int(port['internal'])}/{port.get('protocol', 'tcp')}"
+        external = int(port["external"]) if "external" in port else None
+        ports[key] = (port.get("ip", "0.0.0.0"), external)  # noqa: S104 (pulumi-docker's default)
+    if ports:
+        kwargs["ports"] = ports
+    networks = inputs.get("networksAdvanced") or []
+    if networks:
+        first = networks[0]
+        _sub_keys(CONTAINER, name, "networksAdvanced", first, {"name", "aliases"})
+        kwargs["network"] = first["name"]
+        kwargs["networking_config"] = {
+            first["name"]: client.api.create_endpoint_config(aliases=first.get("aliases"))
+        }
+    return kwargs
+
+
+def wait_healthy(container: Any, timeout: float) -> None:
+    """Wait until the container's health check passes, as pulumi-docker's `wait` does."""
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        container.reload()
+        state = container.attrs["State"]
+        health = (state.get("Health") or {}).get("Status")
+        if health is None:
+            raise DeployError(f"container {container.name}: wait declared but no health check")
+        if health == "healthy":
+            return
+        if state.get("Status") in {"exited", "dead"}:
+            break
+        time.sleep(0.5)
+    logs = container.logs(tail=30).decode(errors="replace")
+    raise DeployError(
+        f"container {container.name} not healthy within {timeout:.0f}s "
+        f"(status {state.get('Status')}, health {(state.get('Health') or {}).get('Status')});"
+        f" last logs:\n{logs}"
+    )
+
+
+def delete_object(client: docker.DockerClient, record: Record) -> None:
+    """Remove one applied object; gone already is fine. Images stay, as with pulumi-docker."""
+    try:
+        if record.typ == CONTAINER:
+            client.containers.get(record.id).remove(force=True)
+        elif record.typ == NETWORK:
+            client.networks.get(record.id).remove()
+    except docker.errors.NotFound:
+        pass
+
+
+def load_state(path: Path) -> list[Record]:
+    if not path.is_file():
+        return []
+    return [Record(**entry) for entry in json.loads(path.read_text())]
+
+
+def save_state(path: Path, records: list[Record]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps([record.__dict__ for record in records], indent=2))
+    temporary.replace(path)
+
+
+def destroy(client: docker.DockerClient, state_file: Path) -> list[str]:
+    """Remove everything a state file records, in reverse order; return the names removed."""
+    records = load_state(state_file)
+    removed = []
+    for record in reversed(records):
+        delete_object(client, record)
+        removed.append(record.name)
+        save_state(state_file, [r for r in records if r.name not in removed])
+    state_file.unlink(missing_ok=True)
+    return removed

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Smoke-test a deployed stack: `scripts/smoke_test.py [URL]` (default: `pulumi stack output url`).
+
+Waits (bounded) until the proxy answers, then checks the API and the proxy. Prints one line
+per check with PASS/FAIL and its time; exits 1 if any check fails, 2 if nothing answers.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+EXPECTED_ROOT = {"message": "Hello, Being!"}
+REQUEST_TIMEOUT = 5.0
+
+
+def session() -> requests.Session:
+    """A session that retries refused connections and 502/503/504 briefly (a stack settling)."""
+    retry = Retry(total=3, connect=3, backoff_factor=0.2, status_forcelist=[502, 503, 504])
+    http = requests.Session()
+    http.mount("http://", HTTPAdapter(max_retries=retry))
+    http.mount("https://", HTTPAdapter(max_retries=retry))
+    return http
+
+
+def wait_until_up(http: requests.Session, url: str, timeout: float) -> str | None:
+    """None once /healthz answers 200; else what was last seen when the deadline passed."""
+    deadline = time.monotonic() + timeout
+    last = "no attempt"
+    while time.monotonic() < deadline:
+        try:
+            response = http.get(f"{url}/healthz", timeout=REQUEST_TIMEOUT)
+            if response.status_code == 200:
+                return None
+            last = f"HTTP {response.status_code}"
+        except requests.RequestException as error:
+            last = str(error)
+        time.sleep(0.5)
+    return last
+
+
+def json_body(response: requests.Response) -> object:
+    if not response.headers.get("Content-Type", "").startswith("application/json"):
+        raise AssertionError(f"Content-Type {response.headers.get('Content-Type')!r}, not JSON")
+    return response.json()
+
+
+def check_root(http: requests.Session, url: str) -> None:
+    response = http.get(f"{url}/", timeout=REQUEST_TIMEOUT)
+    assert response.status_code == 200, f"HTTP {response.status_code}"
+    body = json_body(response)
+    assert body == EXPECTED_ROOT, f"body {body!r}"
+
+
+def check_swagger(http: requests.Session, url: str) -> None:
+    response = http.get(f"{url}/swagger", timeout=REQUEST_TIMEOUT)
+    assert response.status_code == 200, f"HTTP {response.status_code}"
+    spec = json_body(response)
+    assert isinstance(spec, dict), "spec is not an object"
+    assert spec.get("swagger") == "2.0", f"swagger version {spec.get('swagger')!r}"
+    assert "get" in spec.get("paths", {}).get("/", {}), "GET / missing from the spec"
+
+
+def check_unknown_path(http: requests.Session, url: str) -> None:
+    response = http.get(f"{url}/no-such-path", timeout=REQUEST_TIMEOUT)
+    assert response.status_code == 404, f"HTTP {response.status_code}"
+    body = json_body(response)
+    assert isinstance(body, dict) and "message" in body, f"body {body!r}"
+
+
+def check_healthz(http: requests.Session, url: str) -> None:
+    response = http.get(f"{url}/healthz", timeout=REQUEST_TIMEOUT)
+    assert response.status_code == 200, f"HTTP {response.status_code}"
+    assert json_body(response) == {"status": "ok"}
+
+
+CHECKS: list[tuple[str, Callable[[requests.Session, str], None]]] = [
+    ("GET / answers the greeting", check_root),
+    ("GET /swagger serves a valid spec", check_swagger),
+    ("unknown path is a JSON 404", check_unknown_path),
+    ("GET /healthz answers", check_healthz),
+]
+
+
+def stack_url() -> str:
+    try:
+        result = subprocess.run(
+            ["pulumi", "stack", "output", "url"],  # noqa: S607 (the user's pulumi on PATH)
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        raise SystemExit(f"error: no URL given and `pulumi stack output url` failed: {error}")
+    return result.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url", nargs="?", help="the stack's URL (default: pulumi's url output)")
+    parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the stack")
+    args = parser.parse_args(argv)
+    url = (args.url or stack_url()).rstrip("/")
+    http = session()
+    problem = wait_until_up(http, url, args.wait)
+    if problem is not None:
+        print(f"FAIL nothing answers at {url}/healthz after {args.wait:.0f}s: {problem}")
+        print("     is the stack up (`pulumi stack output url`, `docker ps`)?")
+        return 2
+    failures = 0
+    for title, check in CHECKS:
+        started = time.monotonic()
+        try:
+            check(http, url)
+            outcome = "PASS"
+            detail = ""
+        except (AssertionError, requests.RequestException, json.JSONDecodeError) as error:
+            outcome, detail = "FAIL", f": {error}"
+            failures += 1
+        elapsed_ms = (time.monotonic() - started) * 1000
+        print(f"{outcome} {title} ({elapsed_ms:.0f} ms){detail}")
+    print(f"{len(CHECKS) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
