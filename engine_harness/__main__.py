@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     mocks = EngineMocks(client, state_file)
     try:
         exports = run_program(mocks, args.stack, config, project)
-    except Exception as error:  # noqa: BLE001 (the user gets the reason, not a traceback)
+    except Exception as error:  # the user gets the reason, not a traceback
         print(f"error: stack {args.stack} not deployed: {error}", file=sys.stderr)
         print("fix the cause and run again, or remove it with `make local-down`", file=sys.stderr)
         return 1

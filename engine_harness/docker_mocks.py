@@ -102,17 +102,19 @@ class EngineMocks(pulumi.runtime.Mocks):
             return f"{args.name}-component", dict(args.inputs)
         inputs = json.loads(json.dumps(args.inputs))  # plain, comparable values
         previous = self.previous.get(args.name)
-        if previous and previous.typ == args.typ and previous.inputs == inputs:
-            if self._exists(previous):
-                if args.typ == IMAGE:
-                    # A build is how an image's sources are compared: rebuild (cached).
-                    resource_id, outputs = handler(args.name, inputs)
-                    changed = outputs["repoDigest"] != previous.outputs.get("repoDigest")
-                    self._record(args, inputs, resource_id, outputs, changed, previous)
-                    return resource_id, outputs
-                self._record(args, inputs, previous.id, previous.outputs, False, previous)
-                return previous.id, previous.outputs
-        if previous and args.typ != IMAGE:
+        if args.typ == IMAGE:
+            # Building is how an image's sources are compared (the cache keeps it quick); the
+            # old image stays, as with pulumi-docker.
+            resource_id, outputs = handler(args.name, inputs)
+            changed = previous is not None and (
+                previous.inputs != inputs or previous.outputs.get("repoDigest") != resource_id
+            )
+            self._record(args, inputs, resource_id, outputs, changed, previous)
+            return resource_id, outputs
+        if previous and previous.inputs == inputs and self._exists(previous):
+            self._record(args, inputs, previous.id, previous.outputs, False, previous)
+            return previous.id, previous.outputs
+        if previous:
             # Names are fixed, so the old object goes before the new one comes.
             self._delete(previous)
         resource_id, outputs = handler(args.name, inputs)
@@ -213,7 +215,9 @@ class EngineMocks(pulumi.runtime.Mocks):
                 forcerm=True,
             )
         except docker.errors.BuildError as error:
-            log = "".join(str(line.get("stream", line.get("error", ""))) for line in error.build_log)
+            log = "".join(
+                str(line.get("stream", line.get("error", ""))) for line in error.build_log
+            )
             raise DeployError(f"{IMAGE} {name!r}: build failed: {error}\n{log[-3000:]}") from None
         return image.id, {
             **inputs,
@@ -372,12 +376,15 @@ def save_state(path: Path, records: list[Record]) -> None:
 
 
 def destroy(client: docker.DockerClient, state_file: Path) -> list[str]:
-    """Remove everything a state file records, in reverse order; return the names removed."""
+    """Remove the containers and networks a state file records, in reverse order; return
+    their names. Images stay, as pulumi-docker leaves them (the next build reuses them)."""
     records = load_state(state_file)
     removed = []
-    for record in reversed(records):
+    for index in reversed(range(len(records))):
+        record = records[index]
         delete_object(client, record)
-        removed.append(record.name)
-        save_state(state_file, [r for r in records if r.name not in removed])
+        if record.typ != IMAGE:
+            removed.append(record.name)
+        save_state(state_file, records[:index])
     state_file.unlink(missing_ok=True)
     return removed

@@ -70,7 +70,10 @@ class RestApiStack(pulumi.ComponentResource):
             f"{name}-network",
             name=f"{args.name_prefix}-net",
             driver="bridge",
-            labels=self._labels(args, contract.ROLE_NETWORK),
+            labels=[
+                docker.NetworkLabelArgs(label=key, value=value)
+                for key, value in self._labels(args, contract.ROLE_NETWORK).items()
+            ],
             opts=child,
         )
 
@@ -80,40 +83,40 @@ class RestApiStack(pulumi.ComponentResource):
         # Only peers on the stack's own network may set X-Forwarded-* for gunicorn.
         subnet = network.ipam_configs.apply(lambda configs: configs[0].subnet or "127.0.0.1")
         api_containers = [
-            docker.Container(
+            self._container(
                 f"{name}-api-{index}",
-                name=f"{args.name_prefix}-api-{index}",
-                # By digest: a rebuilt image replaces the containers, an unchanged one doesn't.
-                image=api_image.repo_digest,
+                args,
+                role=contract.ROLE_API,
+                docker_name=f"{args.name_prefix}-api-{index}",
+                image=api_image,
                 envs=[
                     f"PORT={contract.API_PORT}",
                     f"WEB_CONCURRENCY={settings.api_workers}",
                     f"GUNICORN_THREADS={settings.api_threads}",
                     subnet.apply(lambda cidr: f"FORWARDED_ALLOW_IPS={cidr}"),
                 ],
-                networks_advanced=[
-                    docker.ContainerNetworksAdvancedArgs(
-                        name=network.name, aliases=[contract.API_ALIAS]
-                    )
-                ],
-                memory=settings.api_memory_mb,
+                network=docker.ContainerNetworksAdvancedArgs(
+                    name=network.name, aliases=[contract.API_ALIAS]
+                ),
+                memory_mb=settings.api_memory_mb,
                 user=contract.API_USER,
-                **self._hardening(args, contract.ROLE_API, settings),
-                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
             )
             for index in range(1, settings.api_replicas + 1)
         ]
 
-        proxy_envs = [
-            f"API_UPSTREAM={contract.API_ALIAS}:{contract.API_PORT}",
-            f"RATE_LIMIT_RPS={settings.rate_limit_per_second}",
-        ]
-        proxy = docker.Container(
+        proxy = self._container(
             f"{name}-proxy",
-            name=f"{args.name_prefix}-proxy",
-            image=proxy_image.repo_digest,
-            envs=proxy_envs,
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name)],
+            args,
+            role=contract.ROLE_PROXY,
+            docker_name=f"{args.name_prefix}-proxy",
+            image=proxy_image,
+            envs=[
+                f"API_UPSTREAM={contract.API_ALIAS}:{contract.API_PORT}",
+                f"RATE_LIMIT_RPS={settings.rate_limit_per_second}",
+            ],
+            network=docker.ContainerNetworksAdvancedArgs(name=network.name),
+            memory_mb=settings.proxy_memory_mb,
+            user=contract.PROXY_USER,
             ports=[
                 docker.ContainerPortArgs(
                     internal=contract.PROXY_CONTAINER_PORT,
@@ -122,13 +125,8 @@ class RestApiStack(pulumi.ComponentResource):
                     protocol="tcp",
                 )
             ],
-            memory=settings.proxy_memory_mb,
-            user=contract.PROXY_USER,
-            **self._hardening(args, contract.ROLE_PROXY, settings),
             # The API containers wait until healthy, so the proxy starts with a healthy API.
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=api_containers, delete_before_replace=True
-            ),
+            depends_on=api_containers,
         )
 
         self.url = pulumi.Output.from_input(
@@ -151,9 +149,8 @@ class RestApiStack(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _labels(args: RestApiStackArgs, role: str) -> list[dict[str, str]]:
-        labels = {**args.labels, contract.LABEL_ROLE: role}
-        return [{"label": k, "value": v} for k, v in sorted(labels.items())]
+    def _labels(args: RestApiStackArgs, role: str) -> dict[str, str]:
+        return dict(sorted({**args.labels, contract.LABEL_ROLE: role}.items()))
 
     def _image(
         self, resource_name: str, args: RestApiStackArgs, context: str, role: str
@@ -177,26 +174,53 @@ class RestApiStack(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    @staticmethod
-    def _hardening(args: RestApiStackArgs, role: str, settings: Settings) -> dict[str, object]:
-        """Settings every container of the stack gets: least privilege, bounded resources."""
-        return {
-            "labels": RestApiStack._labels(args, role),
-            "read_only": True,
-            "tmpfs": {"/tmp": TMPFS_OPTIONS},
-            "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-            "security_opts": ["no-new-privileges:true"],
+    def _container(
+        self,
+        resource_name: str,
+        args: RestApiStackArgs,
+        *,
+        role: str,
+        docker_name: str,
+        image: docker.Image,
+        envs: list[pulumi.Input[str]],
+        network: docker.ContainerNetworksAdvancedArgs,
+        memory_mb: int,
+        user: str,
+        ports: list[docker.ContainerPortArgs] | None = None,
+        depends_on: list[docker.Container] | None = None,
+    ) -> docker.Container:
+        """A container with what every container of the stack gets: least privilege,
+        bounded resources and logs, a restart policy, and a wait for its health check."""
+        limit = args.settings.process_limit
+        return docker.Container(
+            resource_name,
+            name=docker_name,
+            # By digest: a rebuilt image replaces the container, an unchanged one doesn't.
+            image=image.repo_digest,
+            envs=envs,
+            networks_advanced=[network],
+            ports=ports,
+            labels=[
+                docker.ContainerLabelArgs(label=key, value=value)
+                for key, value in self._labels(args, role).items()
+            ],
+            user=user,
+            read_only=True,
+            tmpfs={"/tmp": TMPFS_OPTIONS},  # noqa: S108 (a private tmpfs mount point)
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            security_opts=["no-new-privileges:true"],
+            memory=memory_mb,
             # pulumi-docker has no pids limit; RLIMIT_NPROC bounds the processes and threads
             # of the container's user instead.
-            "ulimits": [
-                docker.ContainerUlimitArgs(
-                    name="nproc", soft=settings.process_limit, hard=settings.process_limit
-                )
-            ],
-            "restart": "unless-stopped",
-            "log_driver": "json-file",
-            "log_opts": LOG_OPTIONS,
+            ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=limit, hard=limit)],
+            restart="unless-stopped",
+            log_driver="json-file",
+            log_opts=LOG_OPTIONS,
             # Wait for the image's HEALTHCHECK to report healthy before going on.
-            "wait": True,
-            "wait_timeout": 90,
-        }
+            wait=True,
+            wait_timeout=90,
+            # Names are fixed, so a replacement must remove the old container first.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=depends_on, delete_before_replace=True
+            ),
+        )

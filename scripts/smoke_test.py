@@ -98,7 +98,8 @@ def stack_url() -> str:
             timeout=60,
         )
     except (OSError, subprocess.SubprocessError) as error:
-        raise SystemExit(f"error: no URL given and `pulumi stack output url` failed: {error}")
+        message = f"error: no URL given and `pulumi stack output url` failed: {error}"
+        raise SystemExit(message) from None
     return result.stdout.strip()
 
 

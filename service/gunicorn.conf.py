@@ -35,7 +35,7 @@ worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = _env_int("GUNICORN_THREADS", 4)
 # Heartbeat files live in RAM (/dev/shm is a tmpfs in every container) so that the root
 # filesystem can be read-only and a slow disk never looks like a hung worker.
-worker_tmp_dir = "/dev/shm"
+worker_tmp_dir = "/dev/shm"  # noqa: S108 (the container's own tmpfs)
 
 # --- Timeouts ------------------------------------------------------------------------------
 # A worker silent for this long is killed and replaced. The proxy's timeouts sit above it.

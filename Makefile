@@ -1,0 +1,63 @@
+# Everyday commands. `make help` lists them. STACK selects the stack (default: dev).
+SHELL := /bin/bash
+STACK ?= dev
+VENV := .venv
+PY := $(VENV)/bin/python
+# Pulumi state in a local folder: no Pulumi Cloud account needed.
+export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+# Local stacks' secrets are not secret: an empty passphrase unless you set one.
+export PULUMI_CONFIG_PASSPHRASE ?=
+
+.PHONY: help venv engine base-images up smoke destroy local-up local-down test lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt service/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the program's, the tests' and the tools' packages
+
+engine: ## make sure a Docker engine answers (installs and starts Debian's docker.io if needed)
+	@bash scripts/ensure-docker.sh
+
+base-images: engine ## build the offline base images from Debian's packages if missing
+	@bash base-images/build.sh
+
+up: venv base-images ## pulumi up: build the images and deploy the stack (needs the pulumi CLI)
+	pulumi stack select --create $(STACK)
+	pulumi up --yes --stack $(STACK)
+	$(MAKE) --no-print-directory smoke
+
+smoke: venv ## smoke-test the deployed stack (URL=... or pulumi's url output)
+	$(PY) scripts/smoke_test.py $(URL)
+
+destroy: ## pulumi destroy: remove the stack's containers and network
+	pulumi destroy --yes --stack $(STACK)
+
+local-up: venv base-images ## deploy STACK on the local engine without the pulumi CLI (test machinery)
+	@$(PY) -m engine_harness up --stack $(STACK)
+
+local-down: venv ## remove what local-up deployed for STACK
+	@$(PY) -m engine_harness down --stack $(STACK)
+
+test: venv base-images ## run every test (engine tests need Docker; CI=true makes them mandatory)
+	$(VENV)/bin/pytest
+
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy infra engine_harness scripts
+
+format: venv ## format and fix what ruff can
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: venv base-images ## measure the stack against its baselines (writes bench/results/)
+	$(PY) -m bench
+
+clean: local-down ## remove local-up's stack, the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

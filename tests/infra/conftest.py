@@ -1,0 +1,102 @@
+"""Run the Pulumi program under mocks that record what it registers."""
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pytest
+
+import contract
+from engine_harness.program import project_name, run_program
+
+PROJECT = project_name()
+
+
+@dataclass(frozen=True)
+class Registered:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Record every registration; answer with plausible engine outputs."""
+
+    def __init__(self) -> None:
+        self.resources: list[Registered] = []
+        # For each registration, the names whose registration had completed when it began.
+        self.completed_before: dict[str, set[str]] = {}
+        self._completed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        with self._lock:
+            self.completed_before[args.name] = set(self._completed)
+        if args.typ.endswith(":Container"):
+            time.sleep(0.05)  # a slow engine: dependents must still wait for containers
+        outputs = dict(args.inputs)
+        if args.typ == "docker:index/image:Image":
+            digest = hashlib.sha256(json.dumps(args.inputs, sort_keys=True).encode()).hexdigest()
+            outputs["repoDigest"] = f"sha256:{digest}"
+        if args.typ == "docker:index/network:Network":
+            outputs["ipamConfigs"] = [{"subnet": "172.31.0.0/16"}]
+        with self._lock:
+            self.resources.append(Registered(args.typ, args.name, dict(args.inputs)))
+            self._completed.add(args.name)
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
+        raise AssertionError(f"the program made an unexpected invoke: {args.token}")
+
+    def of_type(self, suffix: str) -> list[Registered]:
+        return [r for r in self.resources if r.typ.endswith(suffix)]
+
+
+@dataclass
+class Deployment:
+    mocks: RecordingMocks
+    exports: dict[str, Any]
+
+    @property
+    def containers(self) -> list[Registered]:
+        return self.mocks.of_type(":Container")
+
+    def with_role(self, role: str) -> list[Registered]:
+        return [c for c in self.containers if labels_of(c)[contract.LABEL_ROLE] == role]
+
+    @property
+    def api_containers(self) -> list[Registered]:
+        return self.with_role(contract.ROLE_API)
+
+    @property
+    def proxy(self) -> Registered:
+        (proxy,) = self.with_role(contract.ROLE_PROXY)
+        return proxy
+
+
+def labels_of(resource: Registered) -> dict[str, str]:
+    return {entry["label"]: entry["value"] for entry in resource.inputs.get("labels", [])}
+
+
+def full_config(values: dict[str, str]) -> dict[str, str]:
+    return {f"{PROJECT}:{key}": value for key, value in values.items()}
+
+
+Deploy = Callable[..., Deployment]
+
+
+@pytest.fixture
+def deploy() -> Deploy:
+    """deploy(stack="dev", **config): run the program; return what it registered and exported."""
+
+    def run(stack: str = "unit", **config: str) -> Deployment:
+        mocks = RecordingMocks()
+        exports = run_program(mocks, stack, full_config(config), PROJECT)
+        return Deployment(mocks, exports)
+
+    return run

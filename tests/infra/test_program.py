@@ -1,0 +1,155 @@
+"""The resource graph the program declares, checked under Pulumi's mock runtime."""
+
+import ipaddress
+
+import pytest
+
+import contract
+from tests.infra.conftest import PROJECT, Deploy, Deployment, labels_of
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def default(deploy: Deploy) -> Deployment:
+    return deploy()
+
+
+def test_counts_of_each_resource(default: Deployment) -> None:
+    assert len(default.mocks.of_type(":Network")) == 1
+    assert len(default.mocks.of_type(":Image")) == 2
+    assert len(default.api_containers) == 2
+    assert default.proxy is not None
+
+
+def test_replicas_follow_config(deploy: Deploy) -> None:
+    assert len(deploy(apiReplicas="5").api_containers) == 5
+
+
+def test_names_derive_from_project_stack_and_role(deploy: Deploy) -> None:
+    one, two = deploy(stack="alpha"), deploy(stack="beta")
+    names_one = {c.inputs["name"] for c in one.containers}
+    names_two = {c.inputs["name"] for c in two.containers}
+    assert not names_one & names_two, "two stacks on one host would collide"
+    prefix = f"{PROJECT}-alpha"
+    assert names_one == {f"{prefix}-api-1", f"{prefix}-api-2", f"{prefix}-proxy"}
+    (network,) = one.mocks.of_type(":Network")
+    assert network.inputs["name"] == f"{prefix}-net"
+    tags = {image.inputs["imageName"].split(":")[1] for image in one.mocks.of_type(":Image")}
+    assert tags == {"alpha"}
+
+
+def test_api_containers_share_the_alias_and_publish_nothing(default: Deployment) -> None:
+    for container in default.api_containers:
+        (network,) = container.inputs["networksAdvanced"]
+        assert network["aliases"] == [contract.API_ALIAS], container.name
+        assert not container.inputs.get("ports"), f"{container.name} publishes a port"
+        assert f"PORT={contract.API_PORT}" in container.inputs["envs"], container.name
+
+
+def test_proxy_targets_the_alias_and_port(default: Deployment) -> None:
+    upstream = f"API_UPSTREAM={contract.API_ALIAS}:{contract.API_PORT}"
+    assert upstream in default.proxy.inputs["envs"]
+
+
+@pytest.mark.parametrize(
+    ("config", "ip", "port", "url"),
+    [
+        ({}, "127.0.0.1", 8080, "http://127.0.0.1:8080"),
+        (
+            {"proxyBindAddress": "0.0.0.0", "proxyPort": "9000"},
+            "0.0.0.0",
+            9000,
+            "http://127.0.0.1:9000",
+        ),
+        ({"proxyBindAddress": "::1", "proxyPort": "8081"}, "::1", 8081, "http://[::1]:8081"),
+    ],
+)
+def test_proxy_publishes_on_the_configured_address(
+    deploy: Deploy, config: dict[str, str], ip: str, port: int, url: str
+) -> None:
+    deployment = deploy(**config)
+    (published,) = deployment.proxy.inputs["ports"]
+    assert published["ip"] == ip
+    assert published["external"] == port
+    assert published["internal"] == contract.PROXY_CONTAINER_PORT
+    assert deployment.exports[contract.EXPORT_URL] == url
+
+
+def test_containers_reference_images_by_digest(default: Deployment) -> None:
+    digests = {
+        image.inputs["imageName"].rsplit(":", 1)[0].rsplit("-", 1)[1]: image
+        for image in default.mocks.of_type(":Image")
+    }
+    assert set(digests) == {"api", "proxy"}
+    for container in default.containers:
+        assert container.inputs["image"].startswith("sha256:"), container.name
+    assert default.exports[contract.EXPORT_API_IMAGE] == default.api_containers[0].inputs["image"]
+    assert default.exports[contract.EXPORT_PROXY_IMAGE] == default.proxy.inputs["image"]
+
+
+def test_images_are_local_pinned_and_relative(default: Deployment) -> None:
+    for image in default.mocks.of_type(":Image"):
+        build = image.inputs["build"]
+        assert image.inputs["skipPush"] is True, image.name
+        assert build["platform"] == "linux/amd64", image.name
+        # Pulumi runs the program in infra/: contexts are stable relative paths from there.
+        assert build["context"] in {f"../{contract.API_CONTEXT}", f"../{contract.PROXY_CONTEXT}"}
+        assert build["dockerfile"] == f"{build['context']}/Dockerfile", image.name
+        assert "args" not in build, f"{image.name}: default base image should be the Dockerfile's"
+
+
+def test_base_images_are_passed_as_build_args(deploy: Deploy) -> None:
+    deployment = deploy(apiBaseImage="registry:5000/py:3", proxyBaseImage="ngx:1")
+    args = {i.name: i.inputs["build"]["args"] for i in deployment.mocks.of_type(":Image")}
+    assert args == {
+        "rest-api-api-image": {"BASE_IMAGE": "registry:5000/py:3"},
+        "rest-api-proxy-image": {"BASE_IMAGE": "ngx:1"},
+    }
+
+
+@pytest.mark.parametrize("role", ["api", "proxy"])
+def test_every_container_is_hardened(default: Deployment, role: str) -> None:
+    containers = default.api_containers if role == "api" else [default.proxy]
+    user = contract.API_USER if role == "api" else contract.PROXY_USER
+    for container in containers:
+        inputs = container.inputs
+        assert inputs["user"] == user and not inputs["user"].startswith("0"), container.name
+        assert inputs["readOnly"] is True, container.name
+        assert "/tmp" in inputs["tmpfs"], container.name
+        assert inputs["capabilities"] == {"drops": ["ALL"]}, container.name
+        assert "no-new-privileges:true" in inputs["securityOpts"], container.name
+        assert inputs["memory"] > 0, container.name
+        assert {u["name"] for u in inputs["ulimits"]} == {"nproc"}, container.name
+        assert inputs["restart"] == "unless-stopped", container.name
+        assert inputs["wait"] is True and inputs["waitTimeout"] > 0, container.name
+
+
+def test_every_resource_is_labelled(default: Deployment) -> None:
+    for resource in [*default.containers, *default.mocks.of_type(":Network")]:
+        labels = labels_of(resource)
+        assert labels[contract.LABEL_PROJECT] == PROJECT, resource.name
+        assert labels[contract.LABEL_STACK] == "unit", resource.name
+
+
+def test_gunicorn_trusts_forwarded_headers_only_from_the_stack_network(
+    default: Deployment,
+) -> None:
+    for container in default.api_containers:
+        (trusted,) = [e for e in container.inputs["envs"] if e.startswith("FORWARDED_ALLOW_IPS=")]
+        network = ipaddress.ip_network(trusted.split("=", 1)[1])
+        assert network.prefixlen >= 8, f"{container.name} trusts {network}"
+
+
+def test_exports(default: Deployment) -> None:
+    prefix = f"{PROJECT}-unit"
+    assert default.exports[contract.EXPORT_NETWORK] == f"{prefix}-net"
+    assert default.exports[contract.EXPORT_API_CONTAINERS] == [f"{prefix}-api-1", f"{prefix}-api-2"]
+    assert default.exports[contract.EXPORT_PROXY_CONTAINER] == f"{prefix}-proxy"
+
+
+def test_proxy_is_created_after_the_api_containers(deploy: Deploy) -> None:
+    deployment = deploy(apiReplicas="3")
+    api_names = {c.name for c in deployment.api_containers}
+    before_proxy = deployment.mocks.completed_before[deployment.proxy.name]
+    assert api_names <= before_proxy, f"proxy registered before {api_names - before_proxy}"

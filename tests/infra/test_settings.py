@@ -1,0 +1,88 @@
+"""Config validation: every bad value fails before any resource is registered, naming its key
+and the accepted range."""
+
+import pytest
+
+from engine_harness.program import run_program
+from settings import INT_KEYS, ConfigError
+from tests.infra.conftest import Deploy, RecordingMocks, full_config
+
+pytestmark = pytest.mark.unit
+
+
+def deploy_invalid(config: dict[str, str]) -> tuple[str, RecordingMocks]:
+    mocks = RecordingMocks()
+    with pytest.raises(ConfigError) as raised:
+        run_program(mocks, "unit", full_config(config))
+    return str(raised.value), mocks
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("proxyPort", "0", "from 1 to 65535"),
+        ("proxyPort", "65536", "from 1 to 65535"),
+        ("proxyPort", "-1", "from 1 to 65535"),
+        ("proxyPort", "http", "from 1 to 65535"),
+        ("proxyPort", "80.5", "from 1 to 65535"),
+        ("proxyPort", "", "from 1 to 65535"),
+        ("apiReplicas", "0", "from 1 to 16"),
+        ("apiReplicas", "1000", "from 1 to 16"),
+        ("apiReplicas", "two", "from 1 to 16"),
+        ("apiWorkers", "0", "from 1 to 32"),
+        ("apiThreads", "100", "from 1 to 64"),
+        ("apiMemoryMb", "16", "from 64 to 65536"),
+        ("proxyMemoryMb", "lots", "from 32 to 65536"),
+        ("processLimit", "1", "from 32 to 65536"),
+        ("rateLimitPerSecond", "-5", "from 0 to 100000"),
+        ("proxyBindAddress", "localhost", "an IP address"),
+        ("proxyBindAddress", "256.0.0.1", "an IP address"),
+        ("proxyBindAddress", "", "an IP address"),
+        ("apiBaseImage", "Python:3", "an image reference"),
+        ("apiBaseImage", "python:3 ; rm -rf /", "an image reference"),
+        ("apiBaseImage", "", "an image reference"),
+        ("proxyBaseImage", "nginx:", "an image reference"),
+        ("proxyBaseImage", "nginx@sha256:123", "an image reference"),
+        ("imagePlatform", "windows/amd64", "a Linux platform"),
+    ],
+)
+def test_invalid_value_names_key_and_range(key: str, value: str, expected: str) -> None:
+    message, mocks = deploy_invalid({key: value})
+    assert f"{key}: " in message and expected in message, message
+    assert mocks.resources == [], "resources were registered despite invalid config"
+
+
+def test_unknown_key_is_reported_with_the_known_ones() -> None:
+    message, mocks = deploy_invalid({"proxyport": "8080"})
+    assert "proxyport: unknown key" in message and "proxyPort" in message, message
+    assert mocks.resources == []
+
+
+def test_all_problems_are_reported_together() -> None:
+    message, _ = deploy_invalid({"proxyPort": "0", "apiReplicas": "0", "apiBaseImage": "A"})
+    for key in ("proxyPort", "apiReplicas", "apiBaseImage"):
+        assert f"{key}: " in message, message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("proxyPort", "1"),
+        ("proxyPort", "65535"),
+        ("apiReplicas", "1"),
+        ("apiReplicas", "16"),
+        ("rateLimitPerSecond", "0"),
+        ("proxyBindAddress", "0.0.0.0"),
+        ("proxyBindAddress", "::"),
+        ("apiBaseImage", "registry.example:5000/team/python:3.14-slim"),
+        ("apiBaseImage", "python@sha256:" + "a" * 64),
+        ("imagePlatform", "linux/arm64"),
+    ],
+)
+def test_boundary_values_are_accepted(deploy: Deploy, key: str, value: str) -> None:
+    assert deploy(**{key: value}).containers
+
+
+def test_every_int_key_has_a_sane_default_range() -> None:
+    for key, (default, low, high, meaning) in INT_KEYS.items():
+        assert low <= default <= high and meaning, key
