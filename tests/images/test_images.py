@@ -1,0 +1,239 @@
+"""Both images, run the way the Pulumi stack runs them: a private network, the API reachable only
+through the proxy, non-root and read-only containers."""
+
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+from docker.models.containers import Container
+
+import contract
+from tests.images.stack import (
+    CONTAINER_TMP,
+    REPO_ROOT,
+    REQUEST_TIMEOUT,
+    Images,
+    Running,
+    Stack,
+    build_image,
+    get,
+    ip_address,
+    remove_image,
+    wait_for,
+)
+
+pytestmark = pytest.mark.engine
+
+HELLO = {"message": "Hello, Being!"}
+HEALTHY_TIMEOUT = 60.0
+# An API container replaced behind the same alias is served within this long (DNS valid=2s).
+FOLLOW_TIMEOUT = 20.0
+ROLES = ["api", "proxy"]
+USERS = {"api": contract.API_USER, "proxy": contract.PROXY_USER}
+
+
+def container_of(running: Running, role: str) -> Container:
+    return {"api": running.api, "proxy": running.proxy}[role]
+
+
+def wait_for_access_log(api: Container, request_id: str) -> None:
+    """Until the API's access log has the request (written after the response, then shipped)."""
+    wait_for(
+        lambda: api.logs().decode(),
+        lambda logs: f"rid={request_id} " in logs,
+        timeout=10,
+        what=f"an access log line with rid={request_id} from {api.name}",
+    )
+
+
+def test_root_through_proxy_returns_hello(running: Running) -> None:
+    response = get(f"{running.url}/")
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json() == HELLO
+
+
+def test_server_header_names_no_version_and_no_backend(running: Running) -> None:
+    server = get(f"{running.url}/").headers.get("Server", "")
+
+    assert "/" not in server, f"Server header shows a version: {server!r}"
+    assert "gunicorn" not in server.lower()
+
+
+def test_healthz_answers_json(running: Running) -> None:
+    response = get(f"{running.url}{contract.HEALTHZ_PATH}")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("header", "value"), [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY")]
+)
+def test_security_headers_are_set(running: Running, header: str, value: str) -> None:
+    assert get(f"{running.url}/").headers.get(header) == value
+
+
+def test_request_id_is_echoed_and_reaches_the_api(running: Running) -> None:
+    request_id = f"test-{uuid.uuid4().hex}"
+
+    response = get(f"{running.url}/", headers={"X-Request-ID": request_id})
+
+    assert response.headers.get("X-Request-ID") == request_id
+    wait_for_access_log(running.api, request_id)
+
+
+def test_proxy_makes_a_request_id_when_none_is_sent(running: Running) -> None:
+    request_id = get(f"{running.url}/").headers.get("X-Request-ID", "")
+
+    assert re.fullmatch("[0-9a-f]{32}", request_id), request_id
+
+
+def test_api_port_is_not_published(running: Running) -> None:
+    running.api.reload()
+    ports = running.api.attrs["NetworkSettings"]["Ports"]
+
+    assert ports, "the image should EXPOSE the API port"
+    assert all(not bindings for bindings in ports.values()), ports
+    assert not running.api.attrs["HostConfig"]["PortBindings"]
+
+
+def test_proxy_port_is_published_on_loopback_only(running: Running) -> None:
+    bindings = running.proxy.attrs["NetworkSettings"]["Ports"]
+    port = f"{contract.PROXY_CONTAINER_PORT}/tcp"
+
+    assert [binding["HostIp"] for binding in bindings[port]] == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_container_runs_as_non_root(running: Running, role: str) -> None:
+    container = container_of(running, role)
+
+    assert container.attrs["Config"]["User"] == USERS[role]
+    result = container.exec_run(["id", "-u"])
+    assert result.exit_code == 0, result.output
+    assert int(result.output) == int(USERS[role].split(":")[0]) != 0
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_root_filesystem_is_read_only(running: Running, role: str) -> None:
+    container = container_of(running, role)
+
+    assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
+    assert container.exec_run(["touch", "/x"]).exit_code != 0
+    # Only the tmpfs is writable.
+    assert container.exec_run(["touch", f"{CONTAINER_TMP}/x"]).exit_code == 0
+
+
+def test_both_containers_become_healthy(running: Running) -> None:
+    def statuses() -> dict[str, str]:
+        for container in (running.api, running.proxy):
+            container.reload()
+        return {
+            role: container_of(running, role).attrs["State"]["Health"]["Status"] for role in ROLES
+        }
+
+    wait_for(
+        statuses,
+        lambda seen: set(seen.values()) == {"healthy"},
+        timeout=HEALTHY_TIMEOUT,
+        what="both containers healthy",
+        interval=1.0,
+    )
+
+
+def test_proxy_follows_a_replaced_api_container(running: Running) -> None:
+    stack, proxy = running.stack, running.proxy
+    assert stack.network is not None
+    started_at = proxy.attrs["State"]["StartedAt"]
+    old_ip = ip_address(running.api, stack.network)
+
+    # Started before the old one goes, so that Docker cannot hand it the old address again.
+    new_api = stack.start_api("api-2")
+    stack.remove(running.api)
+    request_id = f"test-{uuid.uuid4().hex}"
+    response = wait_for(
+        lambda: get(f"{running.url}/", headers={"X-Request-ID": request_id}),
+        lambda response: response.status_code == 200,
+        timeout=FOLLOW_TIMEOUT,
+        what="GET / served by the new API container",
+    )
+
+    assert response.json() == HELLO
+    assert ip_address(new_api, stack.network) != old_ip
+    # Served by the new container: its access log has the request.
+    wait_for_access_log(new_api, request_id)
+    proxy.reload()
+    assert proxy.status == "running"
+    assert proxy.attrs["State"]["StartedAt"] == started_at, "the proxy was restarted"
+
+
+def test_proxy_answers_json_error_quickly_when_api_is_down(running: Running) -> None:
+    running.stack.remove(running.api)
+
+    started = time.monotonic()
+    response = get(f"{running.url}/")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code in {502, 503, 504}
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["message"]
+    assert response.headers.get("X-Content-Type-Options") == "nosniff"
+    assert elapsed < REQUEST_TIMEOUT
+    # The proxy's own liveness does not depend on the API.
+    assert get(f"{running.url}{contract.HEALTHZ_PATH}").status_code == 200
+
+
+NOT_HOST_PORT = "is not host:port"
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({}, "API_UPSTREAM is not set"),
+        ({"API_UPSTREAM": contract.API_ALIAS}, NOT_HOST_PORT),
+        ({"API_UPSTREAM": f"{contract.API_ALIAS}:{contract.API_PORT};"}, NOT_HOST_PORT),
+        ({"API_UPSTREAM": f"{contract.API_ALIAS}:65536"}, NOT_HOST_PORT),
+        ({"API_UPSTREAM": f"{contract.API_ALIAS}:0"}, NOT_HOST_PORT),
+    ],
+    ids=["unset", "no-port", "trailing-junk", "port-too-high", "port-zero"],
+)
+def test_proxy_refuses_to_start_with_bad_api_upstream(
+    stack: Stack, environment: dict[str, str], message: str
+) -> None:
+    proxy = stack.start_proxy(environment=environment)
+
+    def status() -> str:
+        proxy.reload()
+        return str(proxy.status)
+
+    wait_for(status, lambda seen: seen == "exited", timeout=10, what="the proxy to exit")
+    logs = proxy.logs().decode()
+    assert proxy.attrs["State"]["ExitCode"] != 0, logs
+    assert message in logs
+
+
+def test_code_change_reuses_the_dependency_layer(
+    docker_client: docker.DockerClient,
+    base_images: dict[str, str],
+    images: Images,  # built first: its layers are the cache this build should hit
+    tmp_path: Path,
+) -> None:
+    context = tmp_path / contract.API_CONTEXT
+    shutil.copytree(REPO_ROOT / contract.API_CONTEXT, context)
+    with (context / "rest_api" / "routes.py").open("a") as routes:
+        routes.write(f"# a code-only change {uuid.uuid4().hex}\n")
+
+    build = build_image(docker_client, context, base_images["api"])
+    try:
+        [pip_step] = [step for step in build.steps if "pip install" in step]
+        [code_step] = [step for step in build.steps if step.startswith("COPY rest_api")]
+        assert build.steps[pip_step], "the dependency layer was rebuilt for a code-only change"
+        assert not build.steps[code_step], "the changed code was not copied again"
+    finally:
+        remove_image(docker_client, build.tag)

@@ -1,0 +1,170 @@
+"""gunicorn as the image runs it: the project's gunicorn.conf.py, a real process and socket."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.unit
+
+SERVICE_DIR = Path(__file__).resolve().parents[2] / "service"
+STARTUP_TIMEOUT = 20.0
+REQUEST_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Gunicorn:
+    process: subprocess.Popen[bytes]
+    port: int
+    stdout: Path
+    stderr: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return f"stdout:\n{self.stdout.read_text()}\nstderr:\n{self.stderr.read_text()}"
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick; free again once the socket closes)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def service_env(port: int) -> dict[str, str]:
+    return {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+
+
+def wait_until_serving(server: Gunicorn) -> None:
+    """Until GET / answers, the process dies or the deadline passes (failing with what it saw)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last: object = "no attempt yet"
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"gunicorn exited with {server.process.returncode}\n{server.output()}")
+        try:
+            requests.get(server.url, timeout=REQUEST_TIMEOUT).raise_for_status()
+        except requests.RequestException as error:
+            last = error
+            time.sleep(0.1)
+        else:
+            return
+    pytest.fail(f"gunicorn did not answer within {STARTUP_TIMEOUT} s: {last}\n{server.output()}")
+
+
+def access_log_line(server: Gunicorn, text: str) -> str:
+    """The one access log line containing text; gunicorn writes it just after the response."""
+    deadline = time.monotonic() + 5
+    while not (lines := [line for line in server.stdout.read_text().splitlines() if text in line]):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no log line contains {text!r}\n{server.output()}")
+        time.sleep(0.05)
+    [line] = lines
+    return line
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    logs = tmp_path_factory.mktemp("gunicorn")
+    port = free_port()
+    with (logs / "stdout").open("wb") as stdout, (logs / "stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "wsgi:app"],
+            cwd=SERVICE_DIR,
+            env=service_env(port),
+            stdout=stdout,
+            stderr=stderr,
+        )
+    server = Gunicorn(process, port, logs / "stdout", logs / "stderr")
+    try:
+        wait_until_serving(server)
+        yield server
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port bound but not listening: connecting to it is refused while the test runs."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield int(holder.getsockname()[1])
+
+
+def run_healthcheck(port: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SERVICE_DIR / "healthcheck.py")],
+        env=service_env(port),
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+
+
+def test_root_says_hello(gunicorn: Gunicorn) -> None:
+    response = requests.get(gunicorn.url, timeout=REQUEST_TIMEOUT)
+
+    assert response.status_code == 200
+    assert response.json() == {"message": "Hello, Being!"}
+
+
+def test_access_log_names_forwarded_client_and_request_id(gunicorn: Gunicorn) -> None:
+    client, request_id = "203.0.113.7", uuid.uuid4().hex
+    requests.get(
+        gunicorn.url,
+        headers={"X-Forwarded-For": client, "X-Request-ID": request_id},
+        timeout=REQUEST_TIMEOUT,
+    ).raise_for_status()
+
+    line = access_log_line(gunicorn, request_id)
+    assert line.startswith(f"{client} via 127.0.0.1 ")
+    assert f'rid={request_id} "GET / HTTP/1.1" 200 ' in line
+
+
+def test_healthcheck_passes_against_running_server(gunicorn: Gunicorn) -> None:
+    result = run_healthcheck(gunicorn.port)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_healthcheck_fails_against_closed_port(closed_port: int) -> None:
+    result = run_healthcheck(closed_port)
+
+    assert result.returncode == 1
+    assert f"health check http://127.0.0.1:{closed_port}/" in result.stderr
+
+
+def test_non_integer_port_is_refused_with_a_clear_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "wsgi:app"],
+        cwd=SERVICE_DIR,
+        env={**os.environ, "PORT": "eighty"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "PORT='eighty' is not an integer" in result.stdout + result.stderr
