@@ -146,10 +146,12 @@ class EngineMocks(pulumi.runtime.Mocks):
             save_state(self.state_file, self._current_state())
 
     def _current_state(self) -> list[Record]:
-        """What exists now: this run's records, plus earlier ones not yet re-declared."""
-        applied = {record.name for record in self.applied}
-        kept = [record for name, record in self.previous.items() if name not in applied]
-        return kept + self.applied
+        """What exists now, in creation order: the earlier records in their places (this run's
+        where it re-declared one), then this run's new ones. A run that fails half-way thus
+        leaves a state that still lists each network before the containers attached to it."""
+        applied = {record.name: record for record in self.applied}
+        kept = [applied.pop(name, record) for name, record in self.previous.items()]
+        return kept + list(applied.values())
 
     def finish(self) -> Summary:
         """After a successful run: remove what the program no longer declares."""
@@ -261,6 +263,7 @@ CONTAINER_INPUTS = {
     "tmpfs",
     "capabilities",
     "securityOpts",
+    "sysctls",
     "ulimits",
     "restart",
     "logDriver",
@@ -288,6 +291,8 @@ def container_create_args(
         "security_opt": inputs.get("securityOpts") or None,
         "detach": True,
     }
+    if "sysctls" in inputs:
+        kwargs["sysctls"] = inputs["sysctls"]
     if "user" in inputs:
         kwargs["user"] = inputs["user"]
     if "memory" in inputs:
@@ -376,15 +381,17 @@ def save_state(path: Path, records: list[Record]) -> None:
 
 
 def destroy(client: docker.DockerClient, state_file: Path) -> list[str]:
-    """Remove the containers and networks a state file records, in reverse order; return
-    their names. Images stay, as pulumi-docker leaves them (the next build reuses them)."""
+    """Remove the containers, then the networks, a state file records, newest first; return
+    their names. Containers go first whatever the state's order (a network can't be removed
+    while a container is attached to it). Images stay, as pulumi-docker leaves them (the next
+    build reuses them)."""
     records = load_state(state_file)
     removed = []
-    for index in reversed(range(len(records))):
-        record = records[index]
+    for record in sorted(reversed(records), key=lambda record: record.typ != CONTAINER):
         delete_object(client, record)
         if record.typ != IMAGE:
             removed.append(record.name)
-        save_state(state_file, records[:index])
+        records.remove(record)
+        save_state(state_file, records)
     state_file.unlink(missing_ok=True)
     return removed

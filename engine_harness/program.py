@@ -1,5 +1,6 @@
 """Run the Pulumi program in infra/ under Pulumi's mock runtime and collect its exports."""
 
+import asyncio
 import contextlib
 import os
 import runpy
@@ -11,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi.runtime
 import yaml
+from pulumi.runtime.sync_await import _ensure_event_loop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INFRA_DIR = REPO_ROOT / "infra"
@@ -72,6 +74,36 @@ def run_program(
     try:
         with _program_environment():
             run()
+    except Exception as failure:
+        _already_raised(failure)
+        raise
     finally:
         pulumi.export = original_export
     return exports
+
+
+# Failures run_program has raised, as "Type: message".
+_RAISED: set[str] = set()
+
+
+def _already_raised(failure: Exception) -> None:
+    """Keep asyncio from repeating a failure that was raised to the caller.
+
+    Every output of a failed resource (and of what depends on it) is a future holding the same
+    exception; nothing awaits them once the run has failed, so at garbage collection asyncio
+    reports each as "exception was never retrieved", with a traceback: over a hundred after
+    one failed container. Those reports are dropped; any other goes to asyncio's handler.
+    """
+    _RAISED.add(f"{type(failure).__name__}: {failure}")
+    loop = _ensure_event_loop()  # the loop the mock runtime ran on
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exception = context.get("exception")
+        if (
+            "never retrieved" in str(context.get("message"))
+            and f"{type(exception).__name__}: {exception}" in _RAISED
+        ):
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

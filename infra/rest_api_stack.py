@@ -7,6 +7,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_docker as docker
@@ -104,6 +105,7 @@ class RestApiStack(pulumi.ComponentResource):
             for index in range(1, settings.api_replicas + 1)
         ]
 
+        url = proxy_url(settings.proxy_bind_address, settings.proxy_port)
         proxy = self._container(
             f"{name}-proxy",
             args,
@@ -112,6 +114,8 @@ class RestApiStack(pulumi.ComponentResource):
             image=proxy_image,
             envs=[
                 f"API_UPSTREAM={contract.API_ALIAS}:{contract.API_PORT}",
+                # The API sees this Host, never the client's (the spec's `host` comes from it).
+                f"PUBLIC_HOST={urlsplit(url).netloc}",
                 f"RATE_LIMIT_RPS={settings.rate_limit_per_second}",
             ],
             network=docker.ContainerNetworksAdvancedArgs(name=network.name),
@@ -125,13 +129,16 @@ class RestApiStack(pulumi.ComponentResource):
                     protocol="tcp",
                 )
             ],
+            # nginx opens (and mostly closes first) one upstream connection per request, since
+            # it has no keep-alive pool that follows replaced API containers: without reuse,
+            # TIME_WAIT fills its source ports under sustained load and throughput collapses
+            # (bench/results/results.md, "Sustained load"). Namespaced: this container only.
+            sysctls={"net.ipv4.tcp_tw_reuse": "1"},
             # The API containers wait until healthy, so the proxy starts with a healthy API.
             depends_on=api_containers,
         )
 
-        self.url = pulumi.Output.from_input(
-            proxy_url(settings.proxy_bind_address, settings.proxy_port)
-        )
+        self.url = pulumi.Output.from_input(url)
         self.api_image = api_image.repo_digest
         self.proxy_image = proxy_image.repo_digest
         self.network_name = network.name
@@ -187,6 +194,7 @@ class RestApiStack(pulumi.ComponentResource):
         memory_mb: int,
         user: str,
         ports: list[docker.ContainerPortArgs] | None = None,
+        sysctls: dict[str, str] | None = None,
         depends_on: list[docker.Container] | None = None,
     ) -> docker.Container:
         """A container with what every container of the stack gets: least privilege,
@@ -200,6 +208,7 @@ class RestApiStack(pulumi.ComponentResource):
             envs=envs,
             networks_advanced=[network],
             ports=ports,
+            sysctls=sysctls,
             labels=[
                 docker.ContainerLabelArgs(label=key, value=value)
                 for key, value in self._labels(args, role).items()

@@ -3,6 +3,8 @@
 # foreground as PID 1. Everything written goes to /tmp/nginx (a tmpfs in the stack).
 #
 #   API_UPSTREAM      host:port of the API on the Docker network (required), e.g. api:8000
+#   PUBLIC_HOST       host[:port] clients reach the proxy at, sent to the API as Host instead of
+#                     the client's own (default localhost:8080), e.g. 127.0.0.1:8080
 #   RATE_LIMIT_RPS    requests per second allowed per client address; 0 disables (default 0)
 #   RATE_LIMIT_BURST  requests above the rate accepted at once before 429 (default 2x rate)
 set -eu
@@ -17,6 +19,14 @@ upstream=${API_UPSTREAM:-}
 # Only a host name and a port: the value lands inside nginx's configuration.
 echo "$upstream" | grep -Eq '^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:[0-9]{1,5}$' \
     || fail "API_UPSTREAM='$upstream' is not host:port (letters, digits, dots, hyphens; port 1-65535)"
+port=${upstream##*:}
+[ "$port" -ge 1 ] && [ "$port" -le 65535 ] \
+    || fail "API_UPSTREAM='$upstream' is not host:port (letters, digits, dots, hyphens; port 1-65535)"
+
+public_host=${PUBLIC_HOST:-localhost:8080}
+# A host name, IPv4 or [IPv6] address, and an optional port: the value lands inside nginx's configuration.
+echo "$public_host" | grep -Eq '^([A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?$' \
+    || fail "PUBLIC_HOST='$public_host' is not host[:port] (a name, an IPv4 address or an [IPv6] address)"
 
 rps=${RATE_LIMIT_RPS:-0}
 echo "$rps" | grep -Eq '^[0-9]{1,6}$' || fail "RATE_LIMIT_RPS='$rps' is not a whole number of requests per second (0 disables)"
@@ -26,6 +36,7 @@ echo "$burst" | grep -Eq '^[0-9]{1,6}$' || fail "RATE_LIMIT_BURST='$burst' is no
 mkdir -p /tmp/nginx
 {
     echo "map \$host \$api_upstream { default \"$upstream\"; }"
+    echo "map \$host \$public_host { default \"$public_host\"; }"
     if [ "$rps" -gt 0 ]; then
         echo "limit_req_zone \$binary_remote_addr zone=per_client:10m rate=${rps}r/s;"
     fi

@@ -3,16 +3,22 @@ nothing of theirs behind."""
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
 import pytest
 
+if TYPE_CHECKING:
+    from tests.engine_stacks import EngineStack
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Every Docker object a test creates carries this label, so leftovers can be found.
 TEST_LABEL = "pulumi-flask-rebar.test"
+# engine_up's deploy function: up(stack, **config overrides) -> the deployed stack.
+Up = Callable[..., "EngineStack"]
 
 
 def _base_images() -> dict[str, str]:
@@ -61,14 +67,45 @@ def unique_name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture(autouse=True)
-def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After each engine test, no container or network labelled as a test's may remain."""
-    yield
-    if request.node.get_closest_marker("engine") is None:
-        return
-    client = request.getfixturevalue("docker_client")
+def _labelled_objects(client: docker.DockerClient) -> dict[str, str]:
+    """Ids and names of the containers and networks labelled as a test's."""
     containers = client.containers.list(all=True, filters={"label": TEST_LABEL})
     networks = client.networks.list(filters={"label": TEST_LABEL})
-    left = [c.name for c in containers] + [n.name for n in networks]
+    return {o.id: str(o.name) for o in [*containers, *networks]}
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each engine test, no container or network labelled as a test's that it made may
+    remain. Other test runs on the same engine (other sessions, parallel CI jobs) are not this
+    test's: only objects new since it started count, and of those, when the test used
+    `unique_name`, only the ones named after it."""
+    if request.node.get_closest_marker("engine") is None:
+        yield
+        return
+    client = request.getfixturevalue("docker_client")
+    prefix = request.getfixturevalue("unique_name") if "unique_name" in request.fixturenames else ""
+    before = _labelled_objects(client)
+    yield
+    left = [
+        name
+        for id_, name in _labelled_objects(client).items()
+        if id_ not in before and name.startswith(prefix)
+    ]
     assert not left, f"test left Docker objects behind: {left}"
+
+
+@pytest.fixture
+def engine_up(
+    docker_client: docker.DockerClient, base_images: dict[str, str], tmp_path: Path
+) -> Iterator[Up]:
+    """up(stack, **config): deploy the dev stack's config under `stack` on a free port (see
+    tests/engine_stacks.py). Everything deployed is removed afterwards, also when the test
+    failed."""
+    from tests.engine_stacks import Deployments  # noqa: PLC0415 (engine tests only)
+
+    deployments = Deployments(docker_client, base_images, tmp_path)
+    try:
+        yield deployments.up
+    finally:
+        deployments.close()

@@ -12,9 +12,8 @@ import pulumi
 import pytest
 
 import contract
-from engine_harness.program import project_name, run_program
-
-PROJECT = project_name()
+from engine_harness.program import run_program
+from tests.engine_stacks import PROJECT, full_config
 
 
 @dataclass(frozen=True)
@@ -81,10 +80,6 @@ class Deployment:
 
 def labels_of(resource: Registered) -> dict[str, str]:
     return {entry["label"]: entry["value"] for entry in resource.inputs.get("labels", [])}
-
-
-def full_config(values: dict[str, str]) -> dict[str, str]:
-    return {f"{PROJECT}:{key}": value for key, value in values.items()}
 
 
 Deploy = Callable[..., Deployment]

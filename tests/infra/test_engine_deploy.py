@@ -1,99 +1,17 @@
 """The program itself, deployed on the real Docker engine through the engine-backed mocks,
 smoke-tested, redeployed without change, and removed; also two stacks side by side."""
 
-import socket
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 
 import contract
-from engine_harness.__main__ import remove_labelled
-from engine_harness.docker_mocks import EngineMocks, Summary, UnappliedInputError, destroy
-from engine_harness.program import REPO_ROOT, run_program, stack_config
-from tests.infra.conftest import PROJECT, full_config
+from engine_harness.docker_mocks import EngineMocks, UnappliedInputError, destroy
+from tests.conftest import Up
+from tests.engine_stacks import smoke, stack_objects
 
 pytestmark = pytest.mark.engine
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class EngineStack:
-    name: str
-    state_file: Path
-    config: dict[str, str]
-    exports: dict[str, Any]
-    summary: Summary
-
-
-Up = Callable[[str], EngineStack]
-
-
-@pytest.fixture
-def engine_up(
-    docker_client: docker.DockerClient, base_images: dict[str, str], tmp_path: Path
-) -> Iterator[Up]:
-    """up(stack): deploy the dev stack's config under a unique stack name on a free port.
-    Everything deployed is removed afterwards, also when the test failed."""
-    deployed: list[EngineStack] = []
-
-    def up(stack: str) -> EngineStack:
-        earlier = [record.config for record in deployed if record.name == stack]
-        config = (
-            earlier[0]
-            if earlier
-            else {
-                **stack_config("dev"),
-                **full_config(
-                    {
-                        "proxyPort": str(free_port()),
-                        "apiBaseImage": base_images["api"],
-                        "proxyBaseImage": base_images["proxy"],
-                    }
-                ),
-            }
-        )
-        state_file = tmp_path / f"{stack}.json"
-        mocks = EngineMocks(docker_client, state_file)
-        record = EngineStack(stack, state_file, config, {}, Summary())
-        deployed.append(record)
-        record.exports = run_program(mocks, stack, config)
-        record.summary = mocks.finish()
-        return record
-
-    try:
-        yield up
-    finally:
-        for record in reversed(deployed):
-            destroy(docker_client, record.state_file)
-            remove_labelled(docker_client, PROJECT, record.name)
-
-
-def stack_objects(client: docker.DockerClient, stack: str) -> list[str]:
-    labels = [f"{contract.LABEL_PROJECT}={PROJECT}", f"{contract.LABEL_STACK}={stack}"]
-    containers = client.containers.list(all=True, filters={"label": labels})
-    networks = client.networks.list(filters={"label": labels})
-    return [c.name for c in containers] + [n.name for n in networks]
-
-
-def smoke(url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "smoke_test.py"), url, "--wait", "30"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_deploy_smoke_redeploy_and_destroy(
@@ -112,6 +30,7 @@ def test_deploy_smoke_redeploy_and_destroy(
     bindings = host_config["PortBindings"][f"{contract.PROXY_CONTAINER_PORT}/tcp"]
     assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
     assert proxy.attrs["Config"]["User"] == contract.PROXY_USER
+    assert host_config["Sysctls"] == {"net.ipv4.tcp_tw_reuse": "1"}
     for name in stack.exports[contract.EXPORT_API_CONTAINERS]:
         api = docker_client.containers.get(name)
         assert api.attrs["HostConfig"]["ReadonlyRootfs"] is True, name

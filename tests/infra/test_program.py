@@ -74,6 +74,8 @@ def test_proxy_publishes_on_the_configured_address(
     assert published["external"] == port
     assert published["internal"] == contract.PROXY_CONTAINER_PORT
     assert deployment.exports[contract.EXPORT_URL] == url
+    # The proxy sends the API this Host (never the client's): the host:port of the URL.
+    assert f"PUBLIC_HOST={url.removeprefix('http://')}" in deployment.proxy.inputs["envs"]
 
 
 def test_containers_reference_images_by_digest(default: Deployment) -> None:
@@ -153,3 +155,9 @@ def test_proxy_is_created_after_the_api_containers(deploy: Deploy) -> None:
     api_names = {c.name for c in deployment.api_containers}
     before_proxy = deployment.mocks.completed_before[deployment.proxy.name]
     assert api_names <= before_proxy, f"proxy registered before {api_names - before_proxy}"
+
+
+def test_proxy_reuses_time_wait_ports_for_upstream_connections(default: Deployment) -> None:
+    assert default.proxy.inputs["sysctls"] == {"net.ipv4.tcp_tw_reuse": "1"}
+    for container in default.api_containers:
+        assert "sysctls" not in container.inputs, container.name

@@ -13,8 +13,7 @@ from pulumi import automation as auto
 
 import contract
 from engine_harness.program import REPO_ROOT, stack_config
-from tests.infra.conftest import PROJECT
-from tests.infra.test_engine_deploy import free_port, stack_objects
+from tests.engine_stacks import PROJECT, free_port, stack_objects
 
 pytestmark = [
     pytest.mark.pulumi,

@@ -1,0 +1,141 @@
+"""Stacks deployed on the real Docker engine through the engine harness, for engine tests.
+
+`Deployments.up(stack, **config)` runs the Pulumi program with the dev stack's config (on a
+free port, with the offline base images, plus the given overrides); `close()` removes every
+container, network and image tag of every stack it deployed, also after a failed deploy.
+"""
+
+import contextlib
+import re
+import socket
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+import contract
+from engine_harness.__main__ import remove_labelled
+from engine_harness.docker_mocks import EngineMocks, Summary, destroy
+from engine_harness.program import REPO_ROOT, project_name, run_program, stack_config
+from settings import INT_KEYS, Settings
+
+PROJECT = project_name()
+
+
+def full_config(values: dict[str, str]) -> dict[str, str]:
+    """Config keys as Pulumi.<stack>.yaml spells them: "<project>:<key>"."""
+    return {f"{PROJECT}:{key}": value for key, value in values.items()}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def new_stack_name() -> str:
+    """A stack name no other test run uses."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class EngineStack:
+    name: str
+    state_file: Path
+    config: dict[str, str]
+    exports: dict[str, Any] = field(default_factory=dict)
+    summary: Summary = field(default_factory=Summary)
+
+    @property
+    def url(self) -> str:
+        return str(self.exports[contract.EXPORT_URL])
+
+    @property
+    def settings(self) -> Settings:
+        """The stack's config as the program reads it (keys in camelCase, fields snake_case)."""
+        values: dict[str, Any] = {}
+        for full_key, value in self.config.items():
+            key = full_key.split(":", 1)[1]
+            name = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+            values[name] = int(value) if key in INT_KEYS else value
+        return Settings(**values)
+
+
+class Deployments:
+    """Deploys stacks through the engine harness; `close()` removes all of them."""
+
+    def __init__(
+        self, client: docker.DockerClient, base_images: dict[str, str], state_dir: Path
+    ) -> None:
+        self.client = client
+        self.base_images = base_images
+        self.state_dir = state_dir
+        self.stacks: list[EngineStack] = []
+
+    def up(self, stack: str, **overrides: str) -> EngineStack:
+        """Deploy (or update) `stack`: the config of its last deploy, else the dev stack's on a
+        free port, with `overrides` on top. Raises what the program raises."""
+        earlier = [record.config for record in self.stacks if record.name == stack]
+        base = earlier[-1] if earlier else self.default_config()
+        record = EngineStack(stack, self.state_dir / f"{stack}.json", base | full_config(overrides))
+        # Recorded before the run, so a failed deploy is removed too.
+        self.stacks.append(record)
+        mocks = EngineMocks(self.client, record.state_file)
+        record.exports = run_program(mocks, stack, record.config, PROJECT)
+        record.summary = mocks.finish()
+        return record
+
+    def default_config(self) -> dict[str, str]:
+        return stack_config("dev") | full_config(
+            {
+                "proxyPort": str(free_port()),
+                "apiBaseImage": self.base_images["api"],
+                "proxyBaseImage": self.base_images["proxy"],
+            }
+        )
+
+    def close(self) -> None:
+        """Remove every deployed stack's containers and networks (by state, then by label)
+        and its image tags. Every step is tried, even after one failed; the first failure is
+        raised at the end. Safe to call more than once."""
+        failures: list[Exception] = []
+        for name in dict.fromkeys(record.name for record in reversed(self.stacks)):
+            for step in (
+                partial(destroy, self.client, self.state_dir / f"{name}.json"),
+                partial(remove_labelled, self.client, PROJECT, name),
+            ):
+                try:
+                    step()
+                except (docker.errors.DockerException, OSError) as failure:
+                    failures.append(failure)
+            for role in ("api", "proxy"):
+                # Never built, or still used by something else: left alone.
+                with contextlib.suppress(docker.errors.APIError):
+                    self.client.images.remove(f"{PROJECT}-{name}-{role}:{name}")
+        if failures:
+            raise failures[0]
+
+
+def stack_objects(client: docker.DockerClient, stack: str) -> list[str]:
+    """Names of the containers and networks labelled as this project's `stack`."""
+    labels = [f"{contract.LABEL_PROJECT}={PROJECT}", f"{contract.LABEL_STACK}={stack}"]
+    containers = client.containers.list(all=True, filters={"label": labels})
+    networks = client.networks.list(filters={"label": labels})
+    return [c.name for c in containers] + [n.name for n in networks]
+
+
+def smoke(url: str) -> subprocess.CompletedProcess[str]:
+    """scripts/smoke_test.py against `url`."""
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "smoke_test.py"), url, "--wait", "30"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
