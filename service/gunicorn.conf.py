@@ -18,6 +18,17 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"gunicorn.conf.py: {name}={value!r} is not an integer") from None
 
 
+def _env_switch(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in {"on", "true", "1"}:
+        return True
+    if value in {"off", "false", "0"}:
+        return False
+    raise SystemExit(f"gunicorn.conf.py: {name}={value!r} is not on or off")
+
+
 # --- Socket --------------------------------------------------------------------------------
 # All interfaces of the container; the port is only reachable on the stack's private Docker
 # network (the Pulumi program publishes no API port to the host).
@@ -27,9 +38,12 @@ bind = f"0.0.0.0:{_env_int('PORT', 8000)}"
 # Processes: 2 by default, one per core of a small host; WEB_CONCURRENCY overrides (gunicorn
 # also reads it natively). Usual range 1-2 per core available to the container.
 workers = _env_int("WEB_CONCURRENCY", 2)
-# gthread: each worker serves several connections with threads. Measured against sync behind
-# the proxy (see bench/ results): equal or better throughput, and it keeps idle HTTP/1.1
-# connections open instead of closing after every request.
+# gthread: each worker serves several connections with threads. gunicorn runs gthread whenever
+# threads > 1 (the stack's apiThreads, 4 by default) whatever this says, so sync (one request at
+# a time per process) only applies with GUNICORN_THREADS=1. The proxy opens a new connection for
+# every request and asks the API to close it, so gthread's keep-alive serves direct clients only;
+# `make bench` measures both classes, with keep-alive and with a connection per request
+# (bench/results/results.md, gunicorn worker sweep).
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 # Threads per gthread worker (ignored by sync). Usual range 2-8 for I/O-light handlers.
 threads = _env_int("GUNICORN_THREADS", 4)
@@ -54,8 +68,11 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # --- Logging -------------------------------------------------------------------------------
 # Access log to stdout for `docker logs`: the original client (X-Forwarded-For, set by the
-# proxy), request id, request line, status, size and duration in microseconds.
-accesslog = "-"
+# proxy), request id, request line, status, size and duration in microseconds. On unless
+# GUNICORN_ACCESS_LOG=off: the proxy's access log has every request too, with the same request
+# id, and this line is a large share of the API's CPU per request, plus the engine's work to
+# ship it (bench/results/results.md, the sweep's "no access log" rows).
+accesslog = "-" if _env_switch("GUNICORN_ACCESS_LOG", True) else None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 access_log_format = (

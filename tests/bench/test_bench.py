@@ -1,0 +1,133 @@
+"""The benchmark's quick mode end to end: it deploys what it measures, loads it, removes it, and
+writes results.json, results.md and chart.png where it is told. No figure is judged here: the
+quick mode's seconds of load on a shared machine say nothing about the targets."""
+
+import json
+import subprocess
+import sys
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.engine
+
+QUICK_TIMEOUT = 1500
+SECTIONS = (
+    "meta",
+    "images",
+    "deploys",
+    "scenarios",
+    "load",
+    "sweep",
+    "proxy_variants",
+    "sustained",
+    "ratios",
+    "errors",
+    "cpu_bounds",
+    "targets",
+    "analysis",
+    "notes",
+)
+FIGURES = ("rps", "p50_ms", "p99_ms", "non_2xx", "socket_errors")
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def assert_figures(cell: dict[str, Any], where: str) -> None:
+    median = cell["median"]
+    for key in FIGURES:
+        assert is_number(median[key]), f"{where}: {key}={median[key]!r}"
+    assert median["requests"] > 0, f"{where}: no request was answered"
+    assert cell["runs"], f"{where}: no run"
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    base_images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any]]:
+    """One quick run for the module's tests (base_images: they must exist, see conftest)."""
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=QUICK_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_quick_run_writes_its_three_files(quick_run: tuple[Path, dict[str, Any]]) -> None:
+    out, results = quick_run
+    for name in ("results.json", "results.md", "chart.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (out / "results.md").read_text()
+    for target in results["targets"]:
+        assert target["name"] in markdown
+    assert results["meta"]["quick"] is True
+
+
+def test_every_section_has_numbers(quick_run: tuple[Path, dict[str, Any]]) -> None:
+    _, results = quick_run
+    assert set(SECTIONS) <= set(results)
+    concurrencies = [str(c) for c in results["meta"]["timing"]["concurrencies"]]
+    assert set(results["load"]) == {"proxied", "published", "direct", "baseline", "ceiling"}
+    for scenario, cells in results["load"].items():
+        assert sorted(cells) == sorted(concurrencies), scenario
+        for concurrency, cell in cells.items():
+            assert_figures(cell, f"{scenario} c={concurrency}")
+    for config in results["sweep"]["configs"]:
+        assert_figures(config["keepalive"], f"sweep {config['key']} keep-alive")
+        assert_figures(config["new_connection"], f"sweep {config['key']} new connection")
+    for variant in results["proxy_variants"]["variants"]:
+        assert_figures(variant, f"proxy variant {variant['key']}")
+    for name, series in results["sustained"]["series"].items():
+        assert series, name
+        for segment in series:
+            assert segment["requests"] > 0 and is_number(segment["rps"]), name
+    for ratio, values in results["ratios"].items():
+        assert all(is_number(values[c]) for c in concurrencies), ratio
+    for role in ("api", "proxy"):
+        image = results["images"][role]
+        for key in ("size_mb", "base_size_mb", "over_base_mb", "cold_build_s"):
+            assert is_number(image[key]), f"{role} image {key}"
+    assert is_number(results["images"]["api"]["app_change_build_s"])
+    assert isinstance(results["images"]["api"]["layer_reuse"]["reused"], bool)
+    for deploy in ("cold", "no_change", "app_change"):
+        assert is_number(results["deploys"][deploy]["seconds"]), deploy
+        assert is_number(results["deploys"][deploy]["containers_replaced"]), deploy
+    for target in results["targets"]:
+        assert isinstance(target["pass"], bool), target
+        assert target["measured"], target
+
+
+def test_quick_run_leaves_nothing_behind(
+    docker_client: docker.DockerClient, quick_run: tuple[Path, dict[str, Any]]
+) -> None:
+    _, results = quick_run
+    run_label = f"pulumi-flask-rebar.bench={results['meta']['run_id']}"
+    stack_label = f"pulumi.stack={results['meta']['stack']}"
+    left = [
+        c.name
+        for label in (run_label, stack_label)
+        for c in docker_client.containers.list(all=True, filters={"label": label})
+    ] + [
+        n.name
+        for label in (run_label, stack_label)
+        for n in docker_client.networks.list(filters={"label": label})
+    ]
+    assert not left, f"the benchmark left Docker objects behind: {left}"
+    images = docker_client.images.list(filters={"label": run_label}) + docker_client.images.list(
+        filters={"reference": f"pulumi-flask-rebar-{results['meta']['stack']}-*"}
+    )
+    assert not images, f"the benchmark left images behind: {[i.tags for i in images]}"
