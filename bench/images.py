@@ -1,6 +1,8 @@
 """Image figures: size over the base image, cold build time (no cache), and the rebuild after a
 one-line app-code change, with the evidence that the dependency layer was reused."""
 
+import contextlib
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -8,6 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import docker
+import docker.errors
 
 from bench.config import REPO_ROOT, Run
 from bench.engine import remove_image
@@ -17,6 +20,8 @@ APP_FILE: Final = Path("rest_api") / "routes.py"
 APP_CHANGE: Final = "# bench: a one-line change of the app code\n"
 # The runtime stage's copy of the dependencies' virtualenv (service/Dockerfile).
 DEPENDENCY_STEP: Final = "/opt/venv"
+# The legacy builder's " ---> <image id>" line after each step.
+STEP_IMAGE: Final = re.compile(r"^ ---> ([0-9a-f]{12})$")
 # Dockerfile instructions that make a layer (the others only change the image's config).
 LAYER_INSTRUCTIONS: Final = ("RUN", "COPY", "ADD")
 
@@ -27,6 +32,10 @@ class Build:
     seconds: float
     # Each Dockerfile step as the build log names it, and whether the cache answered it.
     steps: dict[str, bool]
+    # The images (layers) this build made itself, not taken from the cache, oldest first.
+    made: list[str]
+    # The last image of each stage before the final one (a multi-stage build's build stage).
+    stages: list[str]
 
 
 def copy_context(context: str, destination: Path) -> Path:
@@ -39,7 +48,14 @@ def copy_context(context: str, destination: Path) -> Path:
 
 
 def build(
-    client: docker.DockerClient, run: Run, context: Path, base: str, tag: str, *, nocache: bool
+    client: docker.DockerClient,
+    run: Run,
+    context: Path,
+    base: str,
+    tag: str,
+    *,
+    nocache: bool,
+    cache_from: list[str] | None = None,
 ) -> Build:
     started = time.monotonic()
     _, log = client.images.build(
@@ -48,19 +64,34 @@ def build(
         buildargs={"BASE_IMAGE": base},
         labels=run.labels,
         nocache=nocache,
+        cache_from=cache_from,
         rm=True,
         forcerm=True,
     )
     seconds = time.monotonic() - started
     steps: dict[str, bool] = {}
+    made: list[str] = []
+    stages: list[str] = []
     step = ""
+    last = ""
     for line in "".join(str(entry.get("stream", "")) for entry in log).splitlines():
+        if found := STEP_IMAGE.match(line):
+            last = found.group(1)
         if line.startswith("Step "):
             step = line.partition(" : ")[2].strip()
             steps[step] = False
+            if step.startswith("FROM") and last:
+                stages.append(last)
         elif "Using cache" in line:
             steps[step] = True
-    return Build(tag, round(seconds, 2), steps)
+        elif (
+            (found := STEP_IMAGE.match(line))
+            and not steps.get(step, False)
+            # A FROM step's image is the base image itself, never this build's.
+            and not step.startswith("FROM")
+        ):
+            made.append(found.group(1))
+    return Build(tag, round(seconds, 2), steps, made, stages)
 
 
 def size_over_base(client: docker.DockerClient, tag: str, base: str) -> dict[str, float]:
@@ -121,6 +152,7 @@ def measure(
     """Both images cold, then the API again after an app change; the images go afterwards."""
     result: dict[str, Any] = {}
     tags: list[str] = []
+    made: list[str] = []
     try:
         for role, context in (("api", "service"), ("proxy", "proxy")):
             copied = copy_context(context, workdir)
@@ -128,6 +160,7 @@ def measure(
                 client, run, copied, base_images[role], run.name(f"{role}:cold"), nocache=True
             )
             tags.append(cold.tag)
+            made += cold.made
             result[role] = {
                 "base_image": base_images[role],
                 **size_over_base(client, cold.tag, base_images[role]),
@@ -136,6 +169,8 @@ def measure(
             if role == "api":
                 with (copied / APP_FILE).open("a", encoding="utf-8") as file:
                     file.write(APP_CHANGE)
+                # Only the cold build's own layers (its image and its build stage) may serve
+                # as cache: a concurrent build on the engine can't lend this one its own.
                 changed = build(
                     client,
                     run,
@@ -143,8 +178,10 @@ def measure(
                     base_images[role],
                     run.name(f"{role}:change"),
                     nocache=False,
+                    cache_from=[cold.tag, *cold.stages],
                 )
                 tags.append(changed.tag)
+                made += changed.made
                 result[role]["app_change_build_s"] = changed.seconds
                 layer_steps = {
                     step: cached
@@ -164,4 +201,9 @@ def measure(
         # Newest first: each removal prunes its own untagged layers down to shared ones.
         for tag in reversed(tags):
             remove_image(client, tag, prune=True)
+        # The build stage's layers are no parent of the final image: they stay behind, and a
+        # later build (the stack's) would take them from the cache as the newest match.
+        for image in reversed(made):
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(image, noprune=False)
     return result
