@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from engine_harness.program import offline_base_images
+
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS_DIR: Final = REPO_ROOT / "bench" / "results"
 # Every container, network and image the bench creates itself carries this label, valued with
@@ -84,10 +86,5 @@ class Run:
 
 
 def base_images() -> dict[str, str]:
-    """API_BASE_IMAGE / PROXY_BASE_IMAGE: the environment's, else base-images/images.env."""
-    names: dict[str, str] = {}
-    for line in (REPO_ROOT / "base-images" / "images.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            names[key.strip()] = os.environ.get(key.strip(), value.strip())
-    return {"api": names["API_BASE_IMAGE"], "proxy": names["PROXY_BASE_IMAGE"]}
+    """The offline base images by role, as the tests use them."""
+    return offline_base_images()

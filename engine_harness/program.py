@@ -24,6 +24,17 @@ def project_name() -> str:
         return str(yaml.safe_load(file)["name"])
 
 
+def offline_base_images() -> dict[str, str]:
+    """The offline base images by role ("api", "proxy"): API_BASE_IMAGE / PROXY_BASE_IMAGE
+    from the environment, else from base-images/images.env (what base-images/build.sh makes)."""
+    names: dict[str, str] = {}
+    for line in (REPO_ROOT / "base-images" / "images.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            names[key.strip()] = os.environ.get(key.strip(), value.strip())
+    return {"api": names["API_BASE_IMAGE"], "proxy": names["PROXY_BASE_IMAGE"]}
+
+
 def stack_config(stack: str) -> dict[str, str]:
     """The `config:` map of Pulumi.<stack>.yaml, with values as the CLI passes them (strings)."""
     path = REPO_ROOT / f"Pulumi.{stack}.yaml"

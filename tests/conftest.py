@@ -11,6 +11,8 @@ import docker
 import docker.errors
 import pytest
 
+from engine_harness.program import offline_base_images
+
 if TYPE_CHECKING:
     from tests.engine_stacks import EngineStack
 
@@ -19,19 +21,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_LABEL = "pulumi-flask-rebar.test"
 # engine_up's deploy function: up(stack, **config overrides) -> the deployed stack.
 Up = Callable[..., "EngineStack"]
-
-
-def _base_images() -> dict[str, str]:
-    """API_BASE_IMAGE / PROXY_BASE_IMAGE: the environment's, else base-images/images.env."""
-    names: dict[str, str] = {}
-    for line in (REPO_ROOT / "base-images" / "images.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            names[key.strip()] = os.environ.get(key.strip(), value.strip())
-    return names
-
-
-BASE_IMAGES = _base_images()
 
 
 @pytest.fixture(scope="session")
@@ -53,12 +42,13 @@ def docker_client() -> Iterator[docker.DockerClient]:
 @pytest.fixture(scope="session")
 def base_images(docker_client: docker.DockerClient) -> dict[str, str]:
     """The base images the Dockerfiles are built on here: the offline ones must exist."""
-    for name in BASE_IMAGES.values():
+    names = offline_base_images()
+    for name in names.values():
         try:
             docker_client.images.get(name)
         except docker.errors.ImageNotFound:
             pytest.fail(f"base image {name} is missing: run `make base-images` first")
-    return {"api": BASE_IMAGES["API_BASE_IMAGE"], "proxy": BASE_IMAGES["PROXY_BASE_IMAGE"]}
+    return names
 
 
 @pytest.fixture
