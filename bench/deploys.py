@@ -42,13 +42,15 @@ def copy_repository(destination: Path) -> Path:
     return destination
 
 
-def stack_config(root: Path, base_images: dict[str, str]) -> dict[str, str]:
-    """The dev stack's config with a free port, no rate limit and the offline base images."""
+def stack_config(root: Path, base_images: dict[str, str], subnet: str) -> dict[str, str]:
+    """The dev stack's config with a free port, the given free subnet, no rate limit and the
+    offline base images."""
     project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
     dev = yaml.safe_load((root / "Pulumi.dev.yaml").read_text()).get("config") or {}
     config = {key: str(value) for key, value in dev.items()}
     overrides = {
         "proxyPort": str(free_port()),
+        "networkSubnet": subnet,
         "rateLimitPerSecond": "0",
         "apiBaseImage": base_images["api"],
         "proxyBaseImage": base_images["proxy"],

@@ -182,16 +182,35 @@ class EngineMocks(pulumi.runtime.Mocks):
         delete_object(self.client, record)
 
     def _network(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        _require_known(NETWORK, name, inputs, {"name", "driver", "labels"})
-        network = self.client.networks.create(
-            inputs["name"],
-            driver=inputs.get("driver", "bridge"),
-            labels=_labels(inputs),
-            check_duplicate=True,
-        )
+        _require_known(NETWORK, name, inputs, {"name", "driver", "labels", "ipamConfigs"})
+        pools = []
+        for config in inputs.get("ipamConfigs") or []:
+            _sub_keys(NETWORK, name, "ipamConfigs", config, {"subnet", "ipRange", "gateway"})
+            pools.append(
+                docker.types.IPAMPool(
+                    subnet=config.get("subnet"),
+                    iprange=config.get("ipRange"),
+                    gateway=config.get("gateway"),
+                )
+            )
+        try:
+            network = self.client.networks.create(
+                inputs["name"],
+                driver=inputs.get("driver", "bridge"),
+                ipam=docker.types.IPAMConfig(pool_configs=pools) if pools else None,
+                labels=_labels(inputs),
+                check_duplicate=True,
+            )
+        except docker.errors.APIError as error:
+            # E.g. a subnet another network already uses: Docker's own words name it.
+            raise DeployError(f"{NETWORK} {name!r}: {error.explanation or error}") from None
         network.reload()
         ipam = [
-            {"subnet": config.get("Subnet"), "gateway": config.get("Gateway")}
+            {
+                "subnet": config.get("Subnet"),
+                "ipRange": config.get("IPRange"),
+                "gateway": config.get("Gateway"),
+            }
             for config in (network.attrs.get("IPAM") or {}).get("Config") or []
         ]
         return network.id, {**inputs, "ipamConfigs": ipam, "id": network.id}
@@ -236,8 +255,11 @@ class EngineMocks(pulumi.runtime.Mocks):
         try:
             # The first network is attached at create time; any others before the start.
             for extra in networks[1:]:
+                _sub_keys(CONTAINER, name, "networksAdvanced", extra, NETWORK_ATTACHMENT)
                 self.client.networks.get(extra["name"]).connect(
-                    container, aliases=extra.get("aliases") or None
+                    container,
+                    aliases=extra.get("aliases") or None,
+                    ipv4_address=extra.get("ipv4Address"),
                 )
             container.start()
             if inputs.get("wait"):
@@ -271,6 +293,9 @@ CONTAINER_INPUTS = {
     "wait",
     "waitTimeout",
 }
+
+# Keys of a container's networksAdvanced entry the harness applies.
+NETWORK_ATTACHMENT = {"name", "aliases", "ipv4Address"}
 
 
 def _labels(inputs: dict[str, Any]) -> dict[str, str]:
@@ -325,10 +350,12 @@ def container_create_args(
     networks = inputs.get("networksAdvanced") or []
     if networks:
         first = networks[0]
-        _sub_keys(CONTAINER, name, "networksAdvanced", first, {"name", "aliases"})
+        _sub_keys(CONTAINER, name, "networksAdvanced", first, NETWORK_ATTACHMENT)
         kwargs["network"] = first["name"]
         kwargs["networking_config"] = {
-            first["name"]: client.api.create_endpoint_config(aliases=first.get("aliases"))
+            first["name"]: client.api.create_endpoint_config(
+                aliases=first.get("aliases"), ipv4_address=first.get("ipv4Address")
+            )
         }
     return kwargs
 

@@ -20,6 +20,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TMPFS_OPTIONS = "rw,noexec,nosuid,nodev,size=16m"
 # Bounded container logs, so a chatty container can't fill the host's disk.
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
+# API container n (from 1) has the subnet's address number API_ADDRESS_OFFSET + n: fixed, so
+# that a replaced container comes back at the same address, where the proxy's keep-alive pool
+# expects it. Docker itself allocates only from the subnet's upper half (the proxy, anything
+# else attached), so it can never take one of these while an API container is being replaced.
+API_ADDRESS_OFFSET = 10
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,17 @@ def proxy_url(bind_address: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def api_addresses(subnet: str, replicas: int) -> list[str]:
+    """The fixed addresses of the API containers, in the subnet's lower half."""
+    network = ipaddress.ip_network(subnet)
+    return [str(network[API_ADDRESS_OFFSET + n]) for n in range(1, replicas + 1)]
+
+
+def dynamic_range(subnet: str) -> str:
+    """The part of the subnet Docker allocates addresses from by itself: its upper half."""
+    return str(list(ipaddress.ip_network(subnet).subnets(prefixlen_diff=1))[1])
+
+
 class RestApiStack(pulumi.ComponentResource):
     url: pulumi.Output[str]
     api_image: pulumi.Output[str]
@@ -71,6 +87,12 @@ class RestApiStack(pulumi.ComponentResource):
             f"{name}-network",
             name=f"{args.name_prefix}-net",
             driver="bridge",
+            ipam_configs=[
+                docker.NetworkIpamConfigArgs(
+                    subnet=settings.network_subnet,
+                    ip_range=dynamic_range(settings.network_subnet),
+                )
+            ],
             labels=[
                 docker.NetworkLabelArgs(label=key, value=value)
                 for key, value in self._labels(args, contract.ROLE_NETWORK).items()
@@ -81,8 +103,7 @@ class RestApiStack(pulumi.ComponentResource):
         api_image = self._image(f"{name}-api-image", args, contract.API_CONTEXT, "api")
         proxy_image = self._image(f"{name}-proxy-image", args, contract.PROXY_CONTEXT, "proxy")
 
-        # Only peers on the stack's own network may set X-Forwarded-* for gunicorn.
-        subnet = network.ipam_configs.apply(lambda configs: configs[0].subnet or "127.0.0.1")
+        addresses = api_addresses(settings.network_subnet, settings.api_replicas)
         api_containers = [
             self._container(
                 f"{name}-api-{index}",
@@ -94,15 +115,19 @@ class RestApiStack(pulumi.ComponentResource):
                     f"PORT={contract.API_PORT}",
                     f"WEB_CONCURRENCY={settings.api_workers}",
                     f"GUNICORN_THREADS={settings.api_threads}",
-                    subnet.apply(lambda cidr: f"FORWARDED_ALLOW_IPS={cidr}"),
+                    # Off by default: the proxy logs every request, with the same request id,
+                    # and a second line per request costs the API a third of its CPU.
+                    f"GUNICORN_ACCESS_LOG={'on' if settings.api_access_log else 'off'}",
+                    # Only peers on the stack's own network may set X-Forwarded-* for gunicorn.
+                    f"FORWARDED_ALLOW_IPS={settings.network_subnet}",
                 ],
                 network=docker.ContainerNetworksAdvancedArgs(
-                    name=network.name, aliases=[contract.API_ALIAS]
+                    name=network.name, aliases=[contract.API_ALIAS], ipv4_address=address
                 ),
                 memory_mb=settings.api_memory_mb,
                 user=contract.API_USER,
             )
-            for index in range(1, settings.api_replicas + 1)
+            for index, address in enumerate(addresses, start=1)
         ]
 
         url = proxy_url(settings.proxy_bind_address, settings.proxy_port)
@@ -113,7 +138,9 @@ class RestApiStack(pulumi.ComponentResource):
             docker_name=f"{args.name_prefix}-proxy",
             image=proxy_image,
             envs=[
-                f"API_UPSTREAM={contract.API_ALIAS}:{contract.API_PORT}",
+                # Fixed addresses, not the alias: nginx resolves upstream servers once, at start.
+                "API_UPSTREAM="
+                + ",".join(f"{address}:{contract.API_PORT}" for address in addresses),
                 # The API sees this Host, never the client's (the spec's `host` comes from it).
                 f"PUBLIC_HOST={urlsplit(url).netloc}",
                 f"RATE_LIMIT_RPS={settings.rate_limit_per_second}",
@@ -129,10 +156,10 @@ class RestApiStack(pulumi.ComponentResource):
                     protocol="tcp",
                 )
             ],
-            # nginx opens (and mostly closes first) one upstream connection per request, since
-            # it has no keep-alive pool that follows replaced API containers: without reuse,
-            # TIME_WAIT fills its source ports under sustained load and throughput collapses
-            # (bench/results/results.md, "Sustained load"). Namespaced: this container only.
+            # Beyond its keep-alive pool (bursts, replaced API containers), nginx opens upstream
+            # connections and closes them first: without reuse, TIME_WAIT fills its source
+            # ports under sustained load and throughput collapses (bench/results/results.md,
+            # "Sustained load"). Namespaced: this container only.
             sysctls={"net.ipv4.tcp_tw_reuse": "1"},
             # The API containers wait until healthy, so the proxy starts with a healthy API.
             depends_on=api_containers,

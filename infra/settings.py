@@ -18,15 +18,30 @@ import pulumi.runtime.config
 INT_KEYS: Final[dict[str, tuple[int, int, int, str]]] = {
     "proxyPort": (8080, 1, 65535, "host port the proxy publishes"),
     "apiReplicas": (2, 1, 16, "number of API containers"),
-    "apiWorkers": (2, 1, 32, "gunicorn worker processes per API container"),
+    "apiWorkers": (1, 1, 32, "gunicorn worker processes per API container"),
     "apiThreads": (4, 1, 64, "gunicorn threads per worker"),
     "apiMemoryMb": (256, 64, 65536, "memory limit of each API container, MiB"),
     "proxyMemoryMb": (128, 32, 65536, "memory limit of the proxy container, MiB"),
     "processLimit": (512, 32, 65536, "processes and threads per container user (nproc)"),
     "rateLimitPerSecond": (0, 0, 100000, "requests per second per client address; 0 = off"),
 }
-STRING_KEYS: Final = ("proxyBindAddress", "apiBaseImage", "proxyBaseImage", "imagePlatform")
+STRING_KEYS: Final = (
+    "proxyBindAddress",
+    "networkSubnet",
+    "apiBaseImage",
+    "proxyBaseImage",
+    "imagePlatform",
+)
+# On/off keys: (default, what it means).
+BOOL_KEYS: Final[dict[str, tuple[bool, str]]] = {
+    "apiAccessLog": (False, "gunicorn's own access log in each API container"),
+}
 DEFAULT_BIND_ADDRESS: Final = "127.0.0.1"
+# The stack's private network. Fixed (not chosen by Docker) so that each API container keeps
+# its address when it is replaced, and the proxy's upstream pool stays valid without a reload.
+DEFAULT_SUBNET: Final = "172.28.10.0/24"
+# Room for the gateway, the API containers' fixed addresses and Docker's own allocations.
+SUBNET_PREFIXES: Final = (16, 26)
 DEFAULT_PLATFORM: Final = "linux/amd64"
 
 # Docker image references (distribution's grammar): [registry[:port]/]path[:tag][@digest].
@@ -55,6 +70,8 @@ class Settings:
     proxy_memory_mb: int = INT_KEYS["proxyMemoryMb"][0]
     process_limit: int = INT_KEYS["processLimit"][0]
     rate_limit_per_second: int = INT_KEYS["rateLimitPerSecond"][0]
+    api_access_log: bool = BOOL_KEYS["apiAccessLog"][0]
+    network_subnet: str = DEFAULT_SUBNET
     # None: the Dockerfile's own default base image.
     api_base_image: str | None = None
     proxy_base_image: str | None = None
@@ -75,6 +92,16 @@ def _check_int(config: pulumi.Config, key: str, problems: list[str]) -> int:
     if not low <= value <= high:
         problems.append(f"{key}: {value} is out of range; expected {accepted}")
     return value
+
+
+def _check_bool(config: pulumi.Config, key: str, problems: list[str]) -> bool:
+    default, meaning = BOOL_KEYS[key]
+    try:
+        value = config.get_bool(key)
+    except pulumi.ConfigTypeError:
+        problems.append(f"{key}: {config.get(key)!r} is not true or false ({meaning})")
+        return default
+    return default if value is None else value
 
 
 def _check_string(
@@ -98,13 +125,22 @@ def _is_ip(value: str) -> bool:
     return True
 
 
+def _is_private_subnet(value: str) -> bool:
+    try:
+        network = ipaddress.ip_network(value)  # strict: no host bits set
+    except ValueError:
+        return False
+    low, high = SUBNET_PREFIXES
+    return network.version == 4 and network.is_private and low <= network.prefixlen <= high
+
+
 def _is_image_reference(value: str) -> bool:
     return len(value) <= 255 and IMAGE_REFERENCE.match(value) is not None
 
 
 def _unknown_keys(project: str) -> list[str]:
     """Keys set under this project's namespace that no setting reads (most often a typo)."""
-    known = set(INT_KEYS) | set(STRING_KEYS)
+    known = set(INT_KEYS) | set(STRING_KEYS) | set(BOOL_KEYS)
     configured = set(pulumi.runtime.config.CONFIG.get()) | set(
         pulumi.runtime.config.get_config_env()
     )
@@ -119,17 +155,25 @@ def _unknown_keys(project: str) -> list[str]:
 def load_settings(config: pulumi.Config | None = None) -> Settings:
     """Read and validate the stack configuration; raise ConfigError naming every bad key."""
     config = config or pulumi.Config()
-    problems = [
-        f"{key}: unknown key (known keys: {', '.join(sorted([*INT_KEYS, *STRING_KEYS]))})"
-        for key in _unknown_keys(config.name)
-    ]
+    known = ", ".join(sorted([*INT_KEYS, *STRING_KEYS, *BOOL_KEYS]))
+    problems = [f"{key}: unknown key (known keys: {known})" for key in _unknown_keys(config.name)]
     ints = {key: _check_int(config, key, problems) for key in INT_KEYS}
+    bools = {key: _check_bool(config, key, problems) for key in BOOL_KEYS}
     bind = _check_string(
         config,
         "proxyBindAddress",
         problems,
         _is_ip,
         "an IP address (e.g. 127.0.0.1 for this host only, 0.0.0.0 for all interfaces)",
+    )
+    low, high = SUBNET_PREFIXES
+    subnet = _check_string(
+        config,
+        "networkSubnet",
+        problems,
+        _is_private_subnet,
+        f"a private IPv4 network address with a prefix from /{low} to /{high}"
+        f" (e.g. {DEFAULT_SUBNET}), not used by another Docker network",
     )
     image = "an image reference such as python:3.14-slim-trixie or registry:5000/team/img:tag"
     api_base = _check_string(config, "apiBaseImage", problems, _is_image_reference, image)
@@ -156,6 +200,8 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         proxy_memory_mb=ints["proxyMemoryMb"],
         process_limit=ints["processLimit"],
         rate_limit_per_second=ints["rateLimitPerSecond"],
+        api_access_log=bools["apiAccessLog"],
+        network_subnet=subnet or DEFAULT_SUBNET,
         api_base_image=api_base,
         proxy_base_image=proxy_base,
         image_platform=platform or DEFAULT_PLATFORM,

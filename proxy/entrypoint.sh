@@ -2,7 +2,10 @@
 # Writes the runtime part of nginx's configuration from the environment, then runs nginx in the
 # foreground as PID 1. Everything written goes to /tmp/nginx (a tmpfs in the stack).
 #
-#   API_UPSTREAM      host:port of the API on the Docker network (required), e.g. api:8000
+#   API_UPSTREAM      the API containers' host:port on the Docker network, comma-separated
+#                     (required), e.g. 172.28.10.11:8000,172.28.10.12:8000. nginx resolves a
+#                     name once, at start: the stack gives fixed addresses, which a replaced
+#                     API container keeps, so the keep-alive pool to them stays valid.
 #   PUBLIC_HOST       host[:port] clients reach the proxy at, sent to the API as Host instead of
 #                     the client's own (default localhost:8080), e.g. 127.0.0.1:8080
 #   RATE_LIMIT_RPS    requests per second allowed per client address; 0 disables (default 0)
@@ -14,14 +17,22 @@ fail() {
     exit 64
 }
 
-upstream=${API_UPSTREAM:-}
-[ -n "$upstream" ] || fail "API_UPSTREAM is not set: give the API's host:port on the Docker network, e.g. api:8000"
-# Only a host name and a port: the value lands inside nginx's configuration.
-echo "$upstream" | grep -Eq '^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:[0-9]{1,5}$' \
-    || fail "API_UPSTREAM='$upstream' is not host:port (letters, digits, dots, hyphens; port 1-65535)"
-port=${upstream##*:}
-[ "$port" -ge 1 ] && [ "$port" -le 65535 ] \
-    || fail "API_UPSTREAM='$upstream' is not host:port (letters, digits, dots, hyphens; port 1-65535)"
+upstreams=${API_UPSTREAM:-}
+[ -n "$upstreams" ] || fail "API_UPSTREAM is not set: give the API containers' host:port on the Docker network, comma-separated, e.g. 172.28.10.11:8000,172.28.10.12:8000"
+servers=""
+for upstream in $(echo "$upstreams" | tr ',' ' '); do
+    # Only a host name or address and a port: the value lands inside nginx's configuration.
+    echo "$upstream" | grep -Eq '^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:[0-9]{1,5}$' \
+        || fail "API_UPSTREAM: '$upstream' is not host:port (letters, digits, dots, hyphens; port 1-65535)"
+    port=${upstream##*:}
+    [ "$port" -ge 1 ] && [ "$port" -le 65535 ] \
+        || fail "API_UPSTREAM: '$upstream' is not host:port (letters, digits, dots, hyphens; port 1-65535)"
+    # After a failed attempt an instance rests 5 s (requests go to the others), then is tried
+    # again: a restarted or replaced container is back in turn within seconds.
+    servers="${servers}server $upstream max_fails=1 fail_timeout=5s;
+"
+done
+[ -n "$servers" ] || fail "API_UPSTREAM='$upstreams' names no host:port"
 
 public_host=${PUBLIC_HOST:-localhost:8080}
 # A host name, IPv4 or [IPv6] address, and an optional port: the value lands inside nginx's configuration.
@@ -35,12 +46,12 @@ echo "$burst" | grep -Eq '^[0-9]{1,6}$' || fail "RATE_LIMIT_BURST='$burst' is no
 
 mkdir -p /tmp/nginx
 {
-    echo "map \$host \$api_upstream { default \"$upstream\"; }"
     echo "map \$host \$public_host { default \"$public_host\"; }"
     if [ "$rps" -gt 0 ]; then
         echo "limit_req_zone \$binary_remote_addr zone=per_client:10m rate=${rps}r/s;"
     fi
 } >/tmp/nginx/runtime-http.conf
+printf '%s' "$servers" >/tmp/nginx/upstream-servers.conf
 if [ "$rps" -gt 0 ]; then
     printf 'limit_req zone=per_client burst=%s nodelay;\nlimit_req_status 429;\n' "$burst"
 else

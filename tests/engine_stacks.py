@@ -1,8 +1,9 @@
 """Stacks deployed on the real Docker engine through the engine harness, for engine tests.
 
 `Deployments.up(stack, **config)` runs the Pulumi program with the dev stack's config (on a
-free port, with the offline base images, plus the given overrides); `close()` removes every
-container, network and image tag of every stack it deployed, also after a failed deploy.
+free port and subnet, with the offline base images, plus the given overrides); `close()`
+removes every container, network and image tag of every stack it deployed, also after a
+failed deploy.
 """
 
 import contextlib
@@ -23,6 +24,7 @@ import contract
 from engine_harness.__main__ import remove_labelled
 from engine_harness.docker_mocks import EngineMocks, Summary, destroy
 from engine_harness.program import REPO_ROOT, project_name, run_program, stack_config
+from engine_harness.subnets import free_subnet
 from settings import INT_KEYS, Settings
 
 PROJECT = project_name()
@@ -95,6 +97,7 @@ class Deployments:
         return stack_config("dev") | full_config(
             {
                 "proxyPort": str(free_port()),
+                "networkSubnet": free_subnet(self.client),
                 "apiBaseImage": self.base_images["api"],
                 "proxyBaseImage": self.base_images["proxy"],
             }

@@ -17,6 +17,8 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 
 import contract
+from engine_harness.subnets import free_subnet
+from rest_api_stack import api_addresses, dynamic_range
 from tests.conftest import TEST_LABEL
 
 T = TypeVar("T")
@@ -122,10 +124,23 @@ class Stack:
     containers: list[Container] = field(default_factory=list)
 
     def create_network(self) -> Network:
+        """A network with its own subnet, Docker allocating from the upper half (as the stack's)."""
+        subnet = free_subnet(self.client)
+        pool = docker.types.IPAMPool(subnet=subnet, iprange=dynamic_range(subnet))
         self.network = self.client.networks.create(
-            self.name, driver="bridge", labels={TEST_LABEL: "1"}
+            self.name,
+            driver="bridge",
+            ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+            labels={TEST_LABEL: "1"},
         )
+        self.network.reload()
         return self.network
+
+    def api_address(self, replica: int = 1) -> str:
+        """The fixed address of API container `replica` (from 1), as the program gives it."""
+        assert self.network is not None
+        subnet = self.network.attrs["IPAM"]["Config"][0]["Subnet"]
+        return api_addresses(subnet, replica)[-1]
 
     def run(self, image: str, name: str, **kwargs: Any) -> Container:
         """Create and start a test-labelled container (create never pulls, unlike run)."""
@@ -137,9 +152,11 @@ class Stack:
         container.reload()
         return container
 
-    def start_api(self, name: str = "api") -> Container:
+    def start_api(self, name: str = "api", replica: int = 1) -> Container:
         assert self.network is not None
-        endpoint = self.client.api.create_endpoint_config(aliases=[contract.API_ALIAS])
+        endpoint = self.client.api.create_endpoint_config(
+            aliases=[contract.API_ALIAS], ipv4_address=self.api_address(replica)
+        )
         return self.run(
             self.api_image,
             name,
@@ -152,7 +169,7 @@ class Stack:
 
     def start_proxy(self, environment: dict[str, str] | None = None) -> Container:
         if environment is None:
-            environment = {"API_UPSTREAM": f"{contract.API_ALIAS}:{contract.API_PORT}"}
+            environment = {"API_UPSTREAM": f"{self.api_address()}:{contract.API_PORT}"}
         network = {"network": self.network.name} if self.network is not None else {}
         return self.run(
             self.proxy_image,

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.engine
 
 HELLO = {"message": "Hello, Being!"}
 HEALTHY_TIMEOUT = 60.0
-# An API container replaced behind the same alias is served within this long (DNS valid=2s).
+# A replaced API container (same address) is served within this long (fail_timeout=5s).
 FOLLOW_TIMEOUT = 20.0
 ROLES = ["api", "proxy"]
 USERS = {"api": contract.API_USER, "proxy": contract.PROXY_USER}
@@ -152,10 +152,11 @@ def test_proxy_follows_a_replaced_api_container(running: Running) -> None:
     assert stack.network is not None
     started_at = proxy.attrs["State"]["StartedAt"]
     old_ip = ip_address(running.api, stack.network)
+    get(f"{running.url}/")  # a kept-alive upstream connection to the old container
 
-    # Started before the old one goes, so that Docker cannot hand it the old address again.
-    new_api = stack.start_api("api-2")
+    # As a deploy replaces it: the old one goes first, the new one takes its fixed address.
     stack.remove(running.api)
+    new_api = stack.start_api("api-new")
     request_id = f"test-{uuid.uuid4().hex}"
     response = wait_for(
         lambda: get(f"{running.url}/", headers={"X-Request-ID": request_id}),
@@ -165,12 +166,36 @@ def test_proxy_follows_a_replaced_api_container(running: Running) -> None:
     )
 
     assert response.json() == HELLO
-    assert ip_address(new_api, stack.network) != old_ip
+    assert ip_address(new_api, stack.network) == old_ip
     # Served by the new container: its access log has the request.
     wait_for_access_log(new_api, request_id)
     proxy.reload()
     assert proxy.status == "running"
     assert proxy.attrs["State"]["StartedAt"] == started_at, "the proxy was restarted"
+
+
+def upstream_sockets(proxy: Container) -> dict[str, int]:
+    """The proxy's TCP sockets towards the API port, by state (its /proc/net/tcp)."""
+    states = {"01": "established", "06": "time_wait"}
+    counts = dict.fromkeys(states.values(), 0)
+    table = proxy.exec_run(["cat", "/proc/net/tcp"]).output.decode().splitlines()[1:]
+    for line in table:
+        fields = line.split()
+        remote_port = int(fields[2].split(":")[1], 16)
+        if remote_port == contract.API_PORT and fields[3] in states:
+            counts[states[fields[3]]] += 1
+    return counts
+
+
+def test_proxy_keeps_upstream_connections_alive(running: Running) -> None:
+    for _ in range(50):
+        assert get(f"{running.url}/").status_code == 200
+
+    sockets = upstream_sockets(running.proxy)
+    # One kept-alive connection per nginx worker at most, reused by every request: no
+    # connection per request, so no closed ones waiting in TIME_WAIT either.
+    assert 1 <= sockets["established"] <= 4, sockets
+    assert sockets["time_wait"] == 0, sockets
 
 
 def test_proxy_answers_json_error_quickly_when_api_is_down(running: Running) -> None:
@@ -200,8 +225,10 @@ NOT_HOST_PORT = "is not host:port"
         ({"API_UPSTREAM": f"{contract.API_ALIAS}:{contract.API_PORT};"}, NOT_HOST_PORT),
         ({"API_UPSTREAM": f"{contract.API_ALIAS}:65536"}, NOT_HOST_PORT),
         ({"API_UPSTREAM": f"{contract.API_ALIAS}:0"}, NOT_HOST_PORT),
+        ({"API_UPSTREAM": f"10.0.0.11:{contract.API_PORT},{contract.API_ALIAS}"}, NOT_HOST_PORT),
+        ({"API_UPSTREAM": ","}, "names no host:port"),
     ],
-    ids=["unset", "no-port", "trailing-junk", "port-too-high", "port-zero"],
+    ids=["unset", "no-port", "trailing-junk", "port-too-high", "port-zero", "one-bad", "empty"],
 )
 def test_proxy_refuses_to_start_with_bad_api_upstream(
     stack: Stack, environment: dict[str, str], message: str

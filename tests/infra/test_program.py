@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 
 import contract
-from tests.infra.conftest import PROJECT, Deploy, Deployment, labels_of
+from tests.infra.conftest import PROJECT, Deploy, Deployment, Registered, labels_of
 
 pytestmark = pytest.mark.unit
 
@@ -47,9 +47,54 @@ def test_api_containers_share_the_alias_and_publish_nothing(default: Deployment)
         assert f"PORT={contract.API_PORT}" in container.inputs["envs"], container.name
 
 
-def test_proxy_targets_the_alias_and_port(default: Deployment) -> None:
-    upstream = f"API_UPSTREAM={contract.API_ALIAS}:{contract.API_PORT}"
-    assert upstream in default.proxy.inputs["envs"]
+def api_address(container: Registered) -> str:
+    (network,) = container.inputs["networksAdvanced"]
+    return str(network["ipv4Address"])
+
+
+@pytest.mark.parametrize(("subnet", "replicas"), [("172.28.10.0/24", 2), ("10.9.8.64/26", 16)])
+def test_api_containers_have_fixed_addresses_outside_dockers_range(
+    deploy: Deploy, subnet: str, replicas: int
+) -> None:
+    deployment = deploy(networkSubnet=subnet, apiReplicas=str(replicas))
+    (network,) = deployment.mocks.of_type(":Network")
+    (ipam,) = network.inputs["ipamConfigs"]
+    assert ipam["subnet"] == subnet
+    dynamic = ipaddress.ip_network(ipam["ipRange"])
+    addresses = [ipaddress.ip_address(api_address(c)) for c in deployment.api_containers]
+    assert len(set(addresses)) == replicas
+    gateway = ipaddress.ip_network(subnet)[1]  # Docker's default gateway
+    for address in addresses:
+        assert address in ipaddress.ip_network(subnet) and address != gateway, address
+        # Docker never hands one of them to another container, even while it is free.
+        assert address not in dynamic, f"{address} is in Docker's own range {dynamic}"
+
+
+def test_proxy_targets_every_api_container_at_its_address(deploy: Deploy) -> None:
+    deployment = deploy(apiReplicas="3")
+    # In replica order (registration order varies: independent resources register concurrently).
+    replicas = sorted(deployment.api_containers, key=lambda c: str(c.inputs["name"]))
+    expected = ",".join(f"{api_address(c)}:{contract.API_PORT}" for c in replicas)
+    assert f"API_UPSTREAM={expected}" in deployment.proxy.inputs["envs"]
+
+
+def test_replaced_api_containers_keep_their_addresses(deploy: Deploy) -> None:
+    """A new image changes the containers, not their addresses: the proxy's pool stays valid."""
+    before = deploy()
+    after = deploy(apiBaseImage="registry:5000/py:4")
+
+    def addresses(deployment: Deployment) -> dict[str, str]:
+        return {str(c.inputs["name"]): api_address(c) for c in deployment.api_containers}
+
+    assert addresses(after) == addresses(before)
+    assert after.proxy.inputs["envs"] == before.proxy.inputs["envs"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "off"), ("true", "on"), ("false", "off")])
+def test_api_access_log_follows_config(deploy: Deploy, value: str | None, expected: str) -> None:
+    deployment = deploy(**({} if value is None else {"apiAccessLog": value}))
+    for container in deployment.api_containers:
+        assert f"GUNICORN_ACCESS_LOG={expected}" in container.inputs["envs"], container.name
 
 
 @pytest.mark.parametrize(
@@ -140,7 +185,7 @@ def test_gunicorn_trusts_forwarded_headers_only_from_the_stack_network(
     for container in default.api_containers:
         (trusted,) = [e for e in container.inputs["envs"] if e.startswith("FORWARDED_ALLOW_IPS=")]
         network = ipaddress.ip_network(trusted.split("=", 1)[1])
-        assert network.prefixlen >= 8, f"{container.name} trusts {network}"
+        assert str(network) == "172.28.10.0/24", f"{container.name} trusts {network}"
 
 
 def test_exports(default: Deployment) -> None:

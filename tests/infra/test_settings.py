@@ -44,6 +44,13 @@ def deploy_invalid(config: dict[str, str]) -> tuple[str, RecordingMocks]:
         ("proxyBaseImage", "nginx:", "an image reference"),
         ("proxyBaseImage", "nginx@sha256:123", "an image reference"),
         ("imagePlatform", "windows/amd64", "a Linux platform"),
+        ("networkSubnet", "172.28.10.1/24", "a private IPv4 network address"),
+        ("networkSubnet", "8.8.8.0/24", "a private IPv4 network address"),
+        ("networkSubnet", "172.16.0.0/12", "from /16 to /26"),
+        ("networkSubnet", "172.28.10.0/27", "from /16 to /26"),
+        ("networkSubnet", "fd00:1::/64", "a private IPv4 network address"),
+        ("networkSubnet", "lan", "a private IPv4 network address"),
+        ("apiAccessLog", "sometimes", "true or false"),
     ],
 )
 def test_invalid_value_names_key_and_range(key: str, value: str, expected: str) -> None:
@@ -77,6 +84,9 @@ def test_all_problems_are_reported_together() -> None:
         ("apiBaseImage", "registry.example:5000/team/python:3.14-slim"),
         ("apiBaseImage", "python@sha256:" + "a" * 64),
         ("imagePlatform", "linux/arm64"),
+        ("networkSubnet", "10.0.0.0/16"),
+        ("networkSubnet", "192.168.5.64/26"),
+        ("apiAccessLog", "true"),
     ],
 )
 def test_boundary_values_are_accepted(deploy: Deploy, key: str, value: str) -> None:

@@ -87,22 +87,29 @@ def assert_healthy(container: Container) -> None:
     )
 
 
-def proxy_access_log(container: Container) -> list[dict[str, Any]]:
-    """The proxy's JSON access log lines (its error log lines are not JSON)."""
-    lines = container.logs(stdout=True, stderr=False).decode(errors="replace").splitlines()
+def proxy_access_log(container: Container, since: float = 0.0) -> list[dict[str, Any]]:
+    """The proxy's JSON access log lines (its error log lines are not JSON), those shipped
+    since a Unix time if given. nginx writes them in batches, within a second."""
+    logs = container.logs(stdout=True, stderr=False, **({"since": since} if since else {}))
     entries = []
-    for line in lines:
+    for line in logs.decode(errors="replace").splitlines():
         with contextlib.suppress(json.JSONDecodeError):
             entries.append(json.loads(line))
     return entries
 
 
-def proxied_requests(container: Container, since: float = 0.0) -> int:
-    """Requests an API container served for the proxy since a Unix time, from its gunicorn
-    access log (whose lines start with X-Forwarded-For: `-` for its own health checks)."""
-    logs = container.logs(since=since) if since else container.logs()
-    lines = logs.decode(errors="replace").splitlines()
-    return sum(1 for line in lines if " via " in line and not line.startswith("- "))
+def proxied_requests(proxy: Container, api: Container, since: float = 0.0) -> int:
+    """Requests the proxy's access log says API container `api` answered (the last upstream
+    attempt went to its address) since a Unix time."""
+    api.reload()
+    (network,) = api.attrs["NetworkSettings"]["Networks"].values()
+    address = f"{network['IPAddress']}:{contract.API_PORT}"
+    return sum(
+        1
+        for entry in proxy_access_log(proxy, since)
+        if str(entry.get("upstream", "")).split(", ")[-1] == address
+        and str(entry.get("upstream_status", "")).split(", ")[-1] == "200"
+    )
 
 
 # --- answers ---------------------------------------------------------------------------------

@@ -93,9 +93,9 @@ def assert_errors_from(stream: RequestStream, moment: float, count: int) -> None
     assert errors >= count, f"{errors} errors since"
 
 
-def assert_served_by(container: Container, since: float) -> None:
-    served = proxied_requests(container, since)
-    assert served > 0, f"{container.name} served no proxied request since its restart"
+def assert_served_by(proxy: Container, container: Container, since: float) -> None:
+    served = proxied_requests(proxy, container, since)
+    assert served > 0, f"{container.name} served no proxied request since it (re)started"
 
 
 def test_crashed_api_container_goes_unnoticed_and_comes_back(
@@ -114,7 +114,8 @@ def test_crashed_api_container_goes_unnoticed_and_comes_back(
         back_at = time.monotonic()
         # The proxy sends the restarted container requests again, by itself.
         since = started_at(victim)
-        eventually(lambda: assert_served_by(victim, since), 30)
+        proxy = proxy_container(docker_client, stack)
+        eventually(lambda: assert_served_by(proxy, victim, since), 30)
     outage = [o for o in stream.outcomes if killed_at <= o.started < back_at]
     assert outage, "no request was made while the container was down"
     assert not stream.failures, f"failed requests: {stream.failures[:10]}"
@@ -130,8 +131,9 @@ def test_all_api_containers_stopped_gives_json_errors_then_recovers(
     containers = api_containers(docker_client, stack)
     proxy = proxy_container(docker_client, stack)
     proxy_before = lifetimes([proxy])
-    # From before the stop until well after: the moments in between (addresses of stopped
-    # containers still resolved) must be answered like the rest.
+    # From before the stop until well after: the moments in between (stopped containers'
+    # kept-alive connections and addresses still in the proxy's pool) must be answered like
+    # the rest.
     stream = RequestStream(f"{stack.url}/")
     try:
         with stream.running():
@@ -173,6 +175,7 @@ def test_replaced_api_containers_are_followed_without_a_proxy_restart(
         updated = deployments.up(stack.name, apiBaseImage=base)
     finally:
         docker_client.images.remove(base)
+    deployed_at = time.time()
     assert updated.exports[contract.EXPORT_API_IMAGE] != stack.exports[contract.EXPORT_API_IMAGE]
     # (Only if proxy/ itself changed while this ran would the deploy replace the proxy too.)
     assert "rest-api-proxy" in updated.summary.unchanged, updated.summary
@@ -182,7 +185,7 @@ def test_replaced_api_containers_are_followed_without_a_proxy_restart(
     def assert_all_serve() -> None:
         assert_serves(updated.url, 10)
         for container in replaced:
-            assert_served_by(container, 0.0)
+            assert_served_by(proxy, container, deployed_at)
 
     eventually(assert_all_serve, 30)
     assert lifetimes([proxy]) == proxy_before, "the proxy was restarted or replaced"
