@@ -87,8 +87,11 @@ def measure_everything(
                 client, run, network, exports[contract.EXPORT_API_IMAGE], bases["proxy"]
             )
             ceiling = servers.start_ceiling(client, run, network, bases["proxy"])
-            engine.wait_healthy(*baseline.values(), ceiling)
-            matrix = scenarios.stack_scenarios(client, exports, baseline, ceiling)
+            capacity = scenarios.start_api_at_capacity(
+                client, run, scenarios.stack_containers(client, exports)[1]
+            )
+            engine.wait_ready(*baseline.values(), ceiling, capacity)
+            matrix = scenarios.stack_scenarios(client, exports, capacity, baseline, ceiling)
             results["scenarios"] = {s.key: {"title": s.title, "how": s.how} for s in matrix}
             results["load"] = load.measure(
                 matrix,
@@ -97,17 +100,11 @@ def measure_everything(
                 seconds=run.timing.duration_s,
                 runs=run.timing.runs,
             )
-            for container in [*baseline.values(), ceiling]:
+            for container in [*baseline.values(), ceiling, capacity]:
                 container.remove(force=True)
 
-        with phase(results, "sweep", "sweep: gunicorn configurations, one API container"):
-            results["sweep"] = scenarios.measure_sweep(
-                client, run, network, exports[contract.EXPORT_API_IMAGE], run.timing
-            )
-        with phase(results, "proxy_variants", "sweep: proxy configuration variants"):
-            results["proxy_variants"] = scenarios.measure_proxy_variants(
-                client, run, exports, run.timing
-            )
+        with phase(results, "setups", "setups: API and proxy settings, through the proxy"):
+            results["setups"] = scenarios.measure_setups(client, run, exports, run.timing)
 
         with phase(results, "sustained", "sustained load through the proxy"):
             results["sustained"] = scenarios.measure_sustained(client, run, exports, run.timing)

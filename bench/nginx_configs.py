@@ -38,6 +38,39 @@ http {
 """.replace("BODY", HELLO_BODY.replace("\n", "\\n"))
 
 
+# The least a proxy can do here: proxy/nginx.conf's upstream pool and proxy_pass, and nothing
+# else (no log, no headers, no checks). Run by the proxy image's entrypoint, which writes the
+# upstream servers from API_UPSTREAM; the floor of nginx's cost per proxied request.
+BARE_PROXY: Final = """\
+worker_processes auto;
+pid /tmp/nginx/nginx.pid;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log off;
+    client_body_temp_path /tmp/nginx/client_body;
+    proxy_temp_path /tmp/nginx/proxy;
+    fastcgi_temp_path /tmp/nginx/fastcgi;
+    uwsgi_temp_path /tmp/nginx/uwsgi;
+    scgi_temp_path /tmp/nginx/scgi;
+    upstream api_containers {
+        include /tmp/nginx/upstream-servers.conf;
+        keepalive 32;
+        keepalive_timeout 4s;
+    }
+    server {
+        listen 8080;
+        location / {
+            proxy_pass http://api_containers;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+"""
+
+
 def shipped() -> str:
     return (REPO_ROOT / "proxy" / "nginx.conf").read_text()
 

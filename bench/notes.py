@@ -3,6 +3,8 @@ that depend on the machine's size."""
 
 from typing import Any, Final
 
+from bench.verdict import PROXIED_OVER_DIRECT
+
 METHOD: Final = (
     "wrk runs with 2 threads (1 at concurrency 1: wrk needs a connection per thread) on the"
     " same 2 cores as every server it loads, and its CPU is counted below. All load goes to"
@@ -23,106 +25,6 @@ def _api_cost(parts: dict[str, float]) -> float:
     return sum(v for k, v in parts.items() if k.startswith("api"))
 
 
-def analysis(results: dict[str, Any]) -> list[str]:
-    """What the CPU figures say about the throughput targets."""
-    top = str(max(results["meta"]["timing"]["concurrencies"]))
-    cores = results["meta"]["host"]["cores"]
-    baseline, proxied, direct = (
-        _cell(results, key, top) for key in ("baseline", "proxied", "direct")
-    )
-    bounds = results["cpu_bounds"]
-    needed = 2.5 * baseline["rps"]
-    own = bounds["proxied"]["own_cpu_us_per_request"]
-    per = proxied["cpu_us_per_request"]
-    lines = [
-        f"- **Ours vs the original post.** 2.5 x the original post's {baseline['rps']:.0f}"
-        f" req/s is {needed:.0f} req/s. A request through our stack costs {own:.0f} µs of CPU"
-        f" in its own processes (proxy {per.get('proxy', 0):.0f}, API containers"
-        f" {_api_cost(per):.0f}, wrk {per.get('wrk', 0):.0f}), plus"
-        f" {per.get('engine', 0):.0f} µs in the Docker engine shipping its two log lines. At"
-        f" that cost {cores} cores serve at most {bounds['proxied']['cpu_bound_rps']:.0f}"
-        f" req/s even with nothing else running:"
-        f" {bounds['proxied']['cpu_bound_rps'] / baseline['rps']:.2f}x the original post,"
-        f" short of 2.5x (measured: {proxied['rps']:.0f} req/s with"
-        f" {proxied['cpu_cores']['machine']:.2f} of {cores} cores busy). The original post"
-        f" costs {bounds['baseline']['own_cpu_us_per_request']:.0f} µs per request: one"
-        " gunicorn process with no access log behind an nginx logging to a file; its gunicorn"
-        f" used {_api_cost(baseline['cpu_cores']):.2f} cores.",
-        f"- **Proxied vs direct.** Direct, one API container serves {direct['rps']:.0f} req/s"
-        f" at {_api_cost(direct['cpu_us_per_request']):.0f} µs of API CPU per request over"
-        " keep-alive connections. Through the proxy the same request also costs nginx's"
-        f" {per.get('proxy', 0):.0f} µs, and the API's share rises to {_api_cost(per):.0f} µs"
-        " because nginx opens a new TCP connection to an API container for every request: an"
-        " upstream keep-alive pool needs an `upstream` block, whose servers nginx 1.22 resolves"
-        " once at start-up (open-source nginx has no `resolve` on upstream servers before"
-        " 1.27.3), while the stack must follow replaced API containers, which only the"
-        " resolver with a variable proxy_pass does. Proxy and API share the same 2 cores, so"
-        " the proxy's whole cost comes off the throughput. With a fixed number of"
-        " connections, latency is connections / throughput (Little's law): mean latency"
-        f" {proxied['mean_ms']:.1f} ms through the proxy vs {direct['mean_ms']:.1f} ms direct,"
-        f" p99 {proxied['p99_ms']:.1f} vs {direct['p99_ms']:.1f} ms; the latency target falls"
-        " with the throughput one.",
-    ]
-    return [
-        *lines,
-        _baseline_time_wait(results),
-        *_fresh(results),
-        *_tuning(results),
-        *_sustained(results),
-    ]
-
-
-def _fresh(results: dict[str, Any]) -> list[str]:
-    """Ours and the original post with no TIME_WAIT backlog: a fresh proxy (the variants'
-    "as shipped") and the original post's gunicorn alone, which bounds its setup from above."""
-    variants = {variant["key"]: variant for variant in results["proxy_variants"]["variants"]}
-    sweep = {config["key"]: config for config in results["sweep"]["configs"]}
-    if "shipped" not in variants or "defaults" not in sweep:
-        return []
-    ours = variants["shipped"]["median"]
-    alone = sweep["defaults"]["new_connection"]["median"]
-    direct = results["load"]["direct"][str(results["proxy_variants"]["concurrency"])]["median"]
-    own = sum(
-        v for k, v in ours["cpu_us_per_request"].items() if k not in {"machine", "other", "engine"}
-    )
-    cores = results["meta"]["host"]["cores"]
-    return [
-        "- **Without a TIME_WAIT backlog.** A fresh proxy container of the same image and"
-        f" config in front of the same API containers served {ours['rps']:.0f} req/s"
-        " (*Proxy configuration variants*, as shipped); the original post's gunicorn alone,"
-        " with a new connection per request as its nginx makes them and no nginx in the way,"
-        f" served {alone['rps']:.0f} req/s, a ceiling for its whole setup (its nginx only adds"
-        " work on the same cores). So with no backlog ours is"
-        f" {ours['rps'] / alone['rps']:.2f}x the original post or better, and proxied /"
-        f" direct is {ours['rps'] / direct['rps']:.2f}. Our request costs {own:.0f} µs of CPU"
-        f" in its own processes then (plus {ours['cpu_us_per_request'].get('engine', 0):.0f} µs"
-        f" of log shipping in the engine), so {cores} cores top out near"
-        f" {cores * 1e6 / own:.0f} req/s, {cores * 1e6 / own / alone['rps']:.2f}x what the"
-        " original post's gunicorn did alone: 2.5x is out of reach on this machine with two"
-        " access logs per request and a new upstream connection per request.",
-    ]
-
-
-def _baseline_time_wait(results: dict[str, Any]) -> str:
-    """How the original post's nginx fared as its closed upstream connections piled up."""
-    cells = results["load"]["baseline"]
-    parts = []
-    for concurrency, cell in cells.items():
-        nginx = cell["median"]["cpu_us_per_request"].get("nginx", 0.0)
-        time_wait = max(run["time_wait_after"] for run in cell["runs"])
-        parts.append(f"{nginx:.0f} µs at c={concurrency} ({time_wait} in TIME_WAIT)")
-    return (
-        "- **The original post's nginx and TIME_WAIT.** It opens a connection per request and"
-        " closes it first, all towards one API address, with the kernel's default TIME_WAIT"
-        " handling (no reuse off loopback). Its CPU per request: "
-        + ", ".join(parts)
-        + ". Once half of its source ports sit in TIME_WAIT, each new connection pays the"
-        " scan described under *Sustained load*, so its figures depend on how much load came in"
-        " the minute before (the scenarios take turns run by run); the next point compares"
-        " without that backlog."
-    )
-
-
 def _per_request(cell: dict[str, Any], part: str) -> float:
     values = cell["median"]["cpu_us_per_request"]
     if part == "api":
@@ -137,46 +39,147 @@ def time_wait_per_request(cell: dict[str, Any]) -> float:
     return cell["runs"][-1]["time_wait_after"] / requests if requests else 0.0
 
 
+def analysis(results: dict[str, Any]) -> list[str]:
+    """What the CPU figures say about the throughput and latency targets, and the tuning."""
+    return [*_targets(results), *_tuning(results), *_sustained(results)]
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    top = str(max(results["meta"]["timing"]["concurrencies"]))
+    cores = results["meta"]["host"]["cores"]
+    baseline, baseline_api, proxied, direct, one = (
+        _cell(results, key, top)
+        for key in ("baseline", "baseline_api", "proxied", "direct", "direct_one")
+    )
+    bounds = results["cpu_bounds"]
+    per = proxied["cpu_us_per_request"]
+    own = bounds["proxied"]["own_cpu_us_per_request"]
+    direct_own = bounds["direct"]["own_cpu_us_per_request"]
+    # The most a proxied request could cost in all for proxied / direct to reach the target.
+    allowed = direct_own / PROXIED_OVER_DIRECT
+    ceiling = _cell(results, "ceiling", top)["cpu_us_per_request"]
+    return [
+        f"- **Ours vs the original post.** {proxied['rps']:.0f} vs {baseline['rps']:.0f} req/s"
+        f" ({proxied['rps'] / baseline['rps']:.2f}x). A request through our stack costs"
+        f" {own:.0f} µs of CPU in its own processes (proxy {per.get('proxy', 0):.0f}, API"
+        f" containers {_api_cost(per):.0f}, wrk {per.get('wrk', 0):.0f}) and"
+        f" {per.get('engine', 0):.0f} µs in the Docker engine (log shipping); the original"
+        f" post's {bounds['baseline']['own_cpu_us_per_request']:.0f} µs (its nginx"
+        f" {baseline['cpu_us_per_request'].get('nginx', 0):.0f}, its one gunicorn process"
+        f" {_api_cost(baseline['cpu_us_per_request']):.0f}), and its one process keeps it to"
+        f" {baseline['cpu_cores']['machine']:.2f} busy cores of {cores}, where ours used"
+        f" {proxied['cpu_cores']['machine']:.2f}. The original post's nginx closes a"
+        " connection to its API per request, and without TIME_WAIT reuse (the kernel's"
+        " default) its source ports fill up under load, each new connection paying a longer"
+        f" search ({max(r['time_wait_after'] for r in results['load']['baseline'][top]['runs'])}"
+        " sockets in TIME_WAIT after a run); that is its setup. Its gunicorn alone, loaded"
+        f" directly with no nginx, served {baseline_api['rps']:.0f} req/s, an upper bound for"
+        f" the whole setup: ours is {proxied['rps'] / baseline_api['rps']:.2f}x that.",
+        f"- **Proxied vs direct.** The proxy's overhead is measured against the API capacity it"
+        f" fronts: one API container with all the stack's gunicorn workers, loaded directly,"
+        f" served {direct['rps']:.0f} req/s at {direct_own:.0f} µs of CPU per request in its own"
+        f" processes (API {_api_cost(direct['cpu_us_per_request']):.0f}, wrk"
+        f" {direct['cpu_us_per_request'].get('wrk', 0):.0f}). Through the proxy a request costs"
+        f" {own:.0f} µs: nginx's {per.get('proxy', 0):.0f} µs, and the API's share is"
+        f" {_api_cost(per):.0f} µs (the proxy's headers to parse, a second TCP hop across the"
+        " bridge, whose kernel work is counted where it runs). The proxy runs on the same"
+        f" {cores} cores as the API, so its whole cost comes off the throughput: proxied /"
+        f" direct is about {direct_own:.0f} / {own:.0f} = {direct_own / own:.2f} by CPU,"
+        f" {proxied['rps'] / direct['rps']:.2f} measured. {PROXIED_OVER_DIRECT} would need a"
+        f" proxied request to cost at most {allowed:.0f} µs in all, {allowed - direct_own:.0f} µs"
+        " more than a direct one; nginx alone costs"
+        f" {per.get('proxy', 0):.0f} µs (its floor here, answering a fixed response with no"
+        f" upstream and no log: {ceiling.get('nginx', 0):.0f} µs{_bare(results)}). With a"
+        " fixed number of"
+        " connections, latency is connections / throughput"
+        f" (Little's law): mean {proxied['mean_ms']:.1f} ms through the proxy vs"
+        f" {direct['mean_ms']:.1f} ms direct, p99 {proxied['p99_ms']:.1f} vs"
+        f" {direct['p99_ms']:.1f} ms. One of the stack's"
+        f" {len(results['deploys']['cold']['api_containers'])} API containers alone, loaded"
+        f" directly, served {one['rps']:.0f} req/s, and the proxy in front of all of them"
+        f" {proxied['rps'] / one['rps']:.2f}x that: a comparison with part of the API capacity,"
+        " hence the one above.",
+    ]
+
+
+def _bare(results: dict[str, Any]) -> str:
+    """What nginx doing nothing but proxying costs, from the setups."""
+    bare = _setup(results, "proxy-bare")
+    if bare is None:
+        return ""
+    return (
+        f"; proxying and nothing else, a bare nginx: {_per_request(bare, 'proxy'):.0f} µs,"
+        f" {bare['median']['rps']:.0f} req/s"
+    )
+
+
+def _setup(results: dict[str, Any], key: str) -> dict[str, Any] | None:
+    return next((s for s in results["setups"]["setups"] if s["key"] == key), None)
+
+
+def _versus(changed: dict[str, Any], deployed: dict[str, Any]) -> str:
+    m, d = changed["median"], deployed["median"]
+    return (
+        f"{m['rps']:.0f} vs {d['rps']:.0f} req/s as deployed, p99 {m['p99_ms']:.1f} vs"
+        f" {d['p99_ms']:.1f} ms"
+    )
+
+
 def _tuning(results: dict[str, Any]) -> list[str]:
-    sweep = {config["key"]: config for config in results["sweep"]["configs"]}
-    variants = {variant["key"]: variant for variant in results["proxy_variants"]["variants"]}
+    deployed = _setup(results, "deployed")
+    if deployed is None:
+        return []
     lines = []
-    if "gthread-2x4" in sweep and "gthread-2x4-nolog" in sweep:
-        on, off = sweep["gthread-2x4"]["keepalive"], sweep["gthread-2x4-nolog"]["keepalive"]
+    no_keepalive = _setup(results, "proxy-no-keepalive")
+    if no_keepalive:
         lines.append(
-            "- **gunicorn's access log.** In one API container (gthread, 2 x 4, keep-alive) the"
-            f" access log line costs {_per_request(on, 'api') - _per_request(off, 'api'):.0f} µs"
-            f" of the API's {_per_request(on, 'api'):.0f} µs per request, and the engine"
-            f" {_per_request(on, 'engine') - _per_request(off, 'engine'):.0f} µs more to ship it;"
-            f" {on['median']['rps']:.0f} vs {off['median']['rps']:.0f} req/s. It stays on by"
-            " default (the tests and operators rely on it); GUNICORN_ACCESS_LOG=off now turns"
-            " it off where the proxy's log, which has the same request id, is enough."
+            "- **Upstream keep-alive**: without the pool, nginx opens and closes a connection to"
+            f" an API container per request: {_versus(no_keepalive, deployed)};"
+            f" the API spends {_per_request(no_keepalive, 'api'):.0f} µs per request instead of"
+            f" {_per_request(deployed, 'api'):.0f}, the proxy"
+            f" {_per_request(no_keepalive, 'proxy'):.0f} instead of"
+            f" {_per_request(deployed, 'proxy'):.0f}, and"
+            f" {time_wait_per_request(no_keepalive):.2f} sockets per request are left in"
+            f" TIME_WAIT (as deployed: {time_wait_per_request(deployed):.2f}). A pool needs an"
+            " `upstream` block, whose servers nginx resolves once, at start (1.22 has no"
+            " `resolve`): the program gives each API container a fixed address outside Docker's"
+            " own allocation range, which a replaced container keeps, and lists those."
         )
-    if "shipped" in variants and "upstream-keepalive-header" in variants:
-        close, keep = variants["shipped"], variants["upstream-keepalive-header"]
+    unbuffered, log_off = _setup(results, "proxy-log-unbuffered"), _setup(results, "proxy-log-off")
+    if unbuffered and log_off:
         lines.append(
-            '- **Upstream `Connection: close`** (changed from `Connection: ""`, which only'
-            " serves an upstream keep-alive pool, and there is none): the API containers spend"
-            f" {_per_request(close, 'api'):.0f} µs per request instead of"
-            f" {_per_request(keep, 'api'):.0f}, the proxy {_per_request(close, 'proxy'):.0f}"
-            f" instead of {_per_request(keep, 'proxy'):.0f}; {close['median']['rps']:.0f} vs"
-            f" {keep['median']['rps']:.0f} req/s; TIME_WAIT sockets left in the proxy's"
-            f" namespace per request {time_wait_per_request(close):.2f} instead of"
-            f" {time_wait_per_request(keep):.2f}."
+            "- **nginx's access log**, one JSON line per request to stdout: written line by line"
+            f" it costs {_versus(unbuffered, deployed)}, the engine"
+            f" {_per_request(unbuffered, 'engine'):.0f} µs per request instead of"
+            f" {_per_request(deployed, 'engine'):.0f} and the proxy"
+            f" {_per_request(unbuffered, 'proxy'):.0f} instead of"
+            f" {_per_request(deployed, 'proxy'):.0f}. The stack writes it in 32k batches flushed"
+            " every second and on exit (`buffer=32k flush=1s`): lines reach `docker logs` up to"
+            " a second late, and only a killed nginx loses its last second. With no log at all:"
+            f" {_versus(log_off, deployed)}."
         )
-    if {"shipped", "access-log-off", "access-log-buffered"} <= set(variants):
-        on, off = variants["shipped"], variants["access-log-off"]
-        batched = variants["access-log-buffered"]
+    api_log = _setup(results, "api-access-log")
+    if api_log:
         lines.append(
-            "- **nginx's access log** (JSON lines to stdout) costs the proxy"
-            f" {_per_request(on, 'proxy') - _per_request(off, 'proxy'):.0f} µs per request and"
-            f" the engine {_per_request(on, 'engine') - _per_request(off, 'engine'):.0f} µs."
-            " Written in 64k batches (`buffer=64k flush=1s`) it costs the proxy"
-            f" {_per_request(on, 'proxy') - _per_request(batched, 'proxy'):.0f} µs less and the"
-            f" engine {_per_request(on, 'engine') - _per_request(batched, 'engine'):.0f} µs less"
-            f" ({batched['median']['rps']:.0f} vs {on['median']['rps']:.0f} req/s); not adopted:"
-            " each line would reach `docker logs` up to a second late, and a killed nginx would"
-            " lose its batch."
+            "- **gunicorn's access log**, a second line per request with the same request id as"
+            f" the proxy's: on, {_versus(api_log, deployed)}; the API spends"
+            f" {_per_request(api_log, 'api'):.0f} µs per request instead of"
+            f" {_per_request(deployed, 'api'):.0f}, the engine"
+            f" {_per_request(api_log, 'engine'):.0f} instead of"
+            f" {_per_request(deployed, 'engine'):.0f}. Off in the stack by default"
+            " (`apiAccessLog: true` turns it on); the image keeps it on when run on its own."
+        )
+    workers = [
+        s for k in ("api-2x4", "api-1x8", "api-1x1", "api-sync") if (s := _setup(results, k))
+    ]
+    if workers:
+        lines.append(
+            "- **gunicorn workers and threads** (2 API containers on 2 cores; the stack runs"
+            " 1 gthread worker x 4 threads each): "
+            + "; ".join(
+                f"{s['title'].removeprefix('API: ')}: {_versus(s, deployed)}" for s in workers
+            )
+            + ". The sync worker closes every connection, so nginx's pool cannot help it."
         )
     return lines
 
@@ -184,47 +187,34 @@ def _tuning(results: dict[str, Any]) -> list[str]:
 def _sustained(results: dict[str, Any]) -> list[str]:
     sustained = results["sustained"]
     reuse = sustained["tw_reuse"]
-    with_reuse = "stack" if reuse["stack"] == "1" else "compare"
-    without = "compare" if with_reuse == "stack" else "stack"
-    name = {"stack": "the stack's proxy", "compare": "the same proxy"}
-    held, fell = sustained["series"][with_reuse], sustained["series"][without]
+    stack, other = sustained["series"]["stack"], sustained["series"]["compare"]
 
-    def proxy_us(segment: dict[str, Any]) -> float:
-        return float(segment["cpu_us_per_request"].get("proxy", 0.0))
+    def summary(series: list[dict[str, Any]]) -> str:
+        proxy = [s["cpu_us_per_request"].get("proxy", 0.0) for s in series]
+        return (
+            f"{series[0]['rps']:.0f} req/s in the first {sustained['segment_s']} s,"
+            f" {series[-1]['rps']:.0f} in the last, {min(proxy):.0f}-{max(proxy):.0f} µs of"
+            f" proxy CPU per request, at most {max(s['time_wait_after'] for s in series)}"
+            " sockets in TIME_WAIT"
+        )
 
-    worst = max(fell, key=proxy_us)
-    ships = (
-        "The stack's proxy sets it (infra/rest_api_stack.py)."
-        if with_reuse == "stack"
-        else "The stack's proxy does not set it: that is the Pulumi program's job."
-    )
     return [
-        f"- **Sustained load.** {len(fell)} x {sustained['segment_s']} s through"
-        f" {name[without]} with `net.ipv4.tcp_tw_reuse={reuse[without]}`:"
-        f" {fell[0]['rps']:.0f} req/s at first, {fell[-1]['rps']:.0f} at the end; the proxy's"
-        f" CPU per request went from {proxy_us(fell[0]):.0f} µs to {proxy_us(worst):.0f} µs"
-        f" with {worst['time_wait_after']} of its {sustained['source_ports']} source ports"
-        " towards the API containers in TIME_WAIT. nginx closes most upstream connections"
-        " first, even with `Connection: close` (it has the whole response before the API's FIN"
-        " arrives), and Linux gives connect() the even source ports first and scans all of"
-        " them before trying an odd one: once the even ones towards an API container are all in"
-        " TIME_WAIT, every new upstream connection pays that scan. With"
-        f" `net.ipv4.tcp_tw_reuse=1` ({name[with_reuse]}) TIME_WAIT ports are reused for new"
-        " outgoing connections (safe with TCP timestamps): it held"
-        f" {held[0]['rps']:.0f} then {held[-1]['rps']:.0f} req/s at {proxy_us(held[-1]):.0f} µs"
-        f" per request. {ships} nginx.conf cannot fix this, and nginx 1.22 has no upstream"
-        " keep-alive that follows replaced containers.",
+        f"- **Sustained load.** {len(stack)} x {sustained['segment_s']} s without a pause"
+        f" through the stack's proxy (`net.ipv4.tcp_tw_reuse={reuse['stack']}`): {summary(stack)};"
+        f" the same proxy with `net.ipv4.tcp_tw_reuse={reuse['compare']}`: {summary(other)}."
+        " A connection nginx closes first holds its source port in TIME_WAIT for 60 s; without"
+        " reuse, once the even ports towards an API container are all held, every new"
+        " connection pays a scan of them (before the keep-alive pool, with a connection per"
+        " request, this collapsed the throughput within a minute). The pool leaves few such"
+        " connections (when more are busy than it keeps idle), and the stack's proxy keeps"
+        " the sysctl (namespaced: that container only) so that bursts can't bring the"
+        " collapse back.",
     ]
 
 
 def notes(results: dict[str, Any]) -> list[str]:
     host = results["meta"]["host"]
     return [
-        "No upstream keep-alive: nginx 1.22 (Debian bookworm, the offline proxy base image) has"
-        " no `resolve` parameter on upstream servers, so an `upstream` block with a `keepalive`"
-        " pool would pin the API containers' start-up addresses. The proxy keeps its"
-        " resolver-based variable `proxy_pass`, which follows replaced containers, and pays a"
-        " new upstream connection per request (see the sweep's new-connection column).",
         "Why wrk never targets a container's bridge address: this host allows load only on"
         " loopback, so wrk enters the container's network namespace and loads 127.0.0.1 there.",
         "The host is shared with other work (see *other* in the CPU table and the load"

@@ -11,7 +11,15 @@ from bench.notes import time_wait_per_request
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-SCENARIO_ORDER = ("proxied", "published", "direct", "baseline", "ceiling")
+SCENARIO_ORDER = (
+    "proxied",
+    "published",
+    "direct",
+    "direct_one",
+    "baseline",
+    "baseline_api",
+    "ceiling",
+)
 CPU_PARTS = ("proxy", "nginx", "api", "engine", "wrk", "other")
 
 
@@ -70,41 +78,21 @@ def _cpu_rows(results: dict[str, Any], top: str) -> list[list[str]]:
     return rows
 
 
-def _sweep_rows(results: dict[str, Any]) -> list[list[str]]:
+def _setup_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
-    for config in results["sweep"]["configs"]:
-        keep, new = config["keepalive"]["median"], config["new_connection"]["median"]
-        rows.append(
-            [
-                config["title"],
-                f"{keep['rps']:.0f}",
-                f"{keep['p99_ms']:.1f}",
-                f"{keep['cpu_us_per_request'].get('api', 0):.0f}",
-                f"{new['rps']:.0f}",
-                f"{new['p99_ms']:.1f}",
-                f"{new['cpu_us_per_request'].get('api', 0):.0f}",
-                f"{keep['non_2xx'] + new['non_2xx']}"
-                f" / {keep['socket_errors'] + new['socket_errors']}",
-            ]
-        )
-    return rows
-
-
-def _variant_rows(results: dict[str, Any]) -> list[list[str]]:
-    rows = []
-    for variant in results["proxy_variants"]["variants"]:
-        m = variant["median"]
+    for setup in results["setups"]["setups"]:
+        m = setup["median"]
         parts = _cpu_by_part(m["cpu_us_per_request"])
-        time_wait = time_wait_per_request(variant)
         rows.append(
             [
-                variant["title"],
+                setup["title"],
                 f"{m['rps']:.0f}",
+                f"{m['p50_ms']:.1f}",
                 f"{m['p99_ms']:.1f}",
                 f"{parts.get('proxy', 0):.0f}",
                 f"{parts.get('api', 0):.0f}",
                 f"{parts.get('engine', 0):.0f}",
-                f"{time_wait:.2f}",
+                f"{time_wait_per_request(setup):.2f}",
                 f"{m['non_2xx']} / {m['socket_errors']}",
             ]
         )
@@ -137,8 +125,10 @@ def _sustained_rows(results: dict[str, Any]) -> list[list[str]]:
 def _ratio_rows(results: dict[str, Any], concurrencies: list[str]) -> list[list[str]]:
     names = {
         "ours_over_baseline": "ours / original post (req/s)",
-        "proxied_over_direct": "proxied / direct (req/s)",
-        "p99_proxied_over_direct": "proxied / direct (p99 latency)",
+        "ours_over_baseline_api": "ours / original post's gunicorn alone (req/s)",
+        "proxied_over_direct": "proxied / direct at the same API capacity (req/s)",
+        "p99_proxied_over_direct": "proxied / direct at the same API capacity (p99 latency)",
+        "proxied_over_direct_one": "proxied / one API container direct (req/s)",
         "ours_over_ceiling": "ours / nginx ceiling (req/s)",
         "published_over_proxied": "published port / proxy namespace (req/s)",
     }
@@ -232,36 +222,20 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *results["analysis"],
         "",
-        f"## gunicorn worker sweep: one API container, direct, c={results['sweep']['concurrency']}",
+        f"## Settings compared through the proxy, c={results['setups']['concurrency']}",
         "",
-        "The API image with the project's gunicorn.conf.py, run as the stack runs it (same"
-        " limits and hardening) with the settings of each row. *New connection per request*"
-        " (`Connection: close`) is how the proxy talks to an API container.",
-        "",
-        table(
-            [
-                "configuration",
-                "keep-alive req/s",
-                "p99 ms",
-                "API µs/req",
-                "new-connection req/s",
-                "p99 ms",
-                "API µs/req",
-                "non-2xx / socket errors",
-            ],
-            _sweep_rows(results),
-        ),
-        "",
-        f"## Proxy configuration variants, c={results['proxy_variants']['concurrency']}",
-        "",
-        "The proxy image in front of the stack's two API containers, with proxy/nginx.conf as"
-        " shipped and with one change each. TIME_WAIT / request: sockets left in TIME_WAIT in the"
-        " proxy's network namespace per request served, over the variant's runs.",
+        "The stack as deployed (its API containers behind a fresh proxy container of the same"
+        " image and config), and the same with one change each: API settings run new API"
+        " containers (as many as the stack's, same image, limits and hardening) behind their own"
+        " proxy; proxy settings change one thing in proxy/nginx.conf. The setups take turns run"
+        " by run. TIME_WAIT / request: sockets left in TIME_WAIT in the proxy's network"
+        " namespace per request served (connections closed after use).",
         "",
         table(
             [
-                "variant",
+                "setup",
                 "req/s",
+                "p50 ms",
                 "p99 ms",
                 "proxy µs/req",
                 "API µs/req",
@@ -269,7 +243,7 @@ def markdown(results: dict[str, Any]) -> str:
                 "TIME_WAIT / request",
                 "non-2xx / socket errors",
             ],
-            _variant_rows(results),
+            _setup_rows(results),
         ),
         "",
         f"## Sustained load through the proxy, c={results['sustained']['concurrency']}",
@@ -378,7 +352,7 @@ def _layer_note(section: dict[str, Any], what: str = "image build") -> str:
 
 def chart(results: dict[str, Any], path: Path) -> None:
     concurrencies = [str(c) for c in results["meta"]["timing"]["concurrencies"]]
-    figure, ((throughput, latency), (sweep, sustained)) = plt.subplots(2, 2, figsize=(16, 10))
+    figure, ((throughput, latency), (compared, sustained)) = plt.subplots(2, 2, figsize=(16, 10))
     width = 0.8 / len(SCENARIO_ORDER)
     for index, key in enumerate(SCENARIO_ORDER):
         cells = results["load"][key]
@@ -397,26 +371,14 @@ def chart(results: dict[str, Any], path: Path) -> None:
     latency.set_title("p99 latency (log scale)")
     latency.set_yscale("log")
     throughput.legend(fontsize=8)
-    configs = results["sweep"]["configs"]
-    ys = range(len(configs))
-    sweep.barh(
-        [y + 0.2 for y in ys],
-        [c["keepalive"]["median"]["rps"] for c in configs],
-        0.4,
-        label="keep-alive",
-    )
-    sweep.barh(
-        [y - 0.2 for y in ys],
-        [c["new_connection"]["median"]["rps"] for c in configs],
-        0.4,
-        label="new connection per request",
-    )
-    sweep.set_yticks(list(ys), [c["title"] for c in configs], fontsize=8)
-    sweep.invert_yaxis()
-    sweep.set_xlabel("requests/s (median)")
-    sweep.set_title(f"gunicorn sweep, one API container, c={results['sweep']['concurrency']}")
-    sweep.legend(fontsize=8)
-    sweep.grid(axis="x", alpha=0.3)
+    setups = results["setups"]["setups"]
+    ys = range(len(setups))
+    compared.barh(list(ys), [setup["median"]["rps"] for setup in setups], 0.6)
+    compared.set_yticks(list(ys), [setup["title"] for setup in setups], fontsize=8)
+    compared.invert_yaxis()
+    compared.set_xlabel("requests/s (median)")
+    compared.set_title(f"Settings compared through the proxy, c={results['setups']['concurrency']}")
+    compared.grid(axis="x", alpha=0.3)
     series = results["sustained"]["series"]
     seconds = results["sustained"]["segment_s"]
     reuse = results["sustained"]["tw_reuse"]

@@ -1,5 +1,5 @@
-"""What is measured: the scenarios of the load matrix, the worker sweep and the proxy variants,
-each set up and then measured by bench.load."""
+"""What is measured: the scenarios of the load matrix, the setups compared through the proxy
+and the sustained load, each set up and then measured by bench.load."""
 
 from typing import Any, Final
 
@@ -7,36 +7,43 @@ import docker
 from docker.models.containers import Container
 
 import contract
-from bench import engine, load, servers, wrk
+from bench import engine, load, nginx_configs, servers, wrk
 from bench.config import PATH, Run, Timing
 
-# The worker sweep's two client behaviours: wrk's own (HTTP/1.1 keep-alive), and a new
-# connection per request, which is how the proxy connects to an API container (no upstream
-# keep-alive pool: see results.md).
-SWEEP_MODES: Final = {"keepalive": (), "new_connection": ("Connection: close",)}
-
-# Variants of proxy/nginx.conf, measured against the file as shipped.
-PROXY_VARIANTS: Final = (
-    servers.ProxyVariant("shipped", "proxy/nginx.conf as shipped"),
-    servers.ProxyVariant(
-        "upstream-keepalive-header",
-        'upstream `Connection: ""` (before: the API keeps each connection open until nginx'
-        " closes it)",
-        {'proxy_set_header Connection "close";': 'proxy_set_header Connection "";'},
+# Setups measured through the proxy at the highest concurrency: the stack as deployed, then one
+# change each. API changes run new API containers (as many as the stack's) behind a new proxy.
+LOG_LINE = "access_log /dev/stdout json_timed buffer=32k flush=1s;"
+SETUPS: Final = (
+    servers.Setup("deployed", "as deployed: 2 API containers x 1 worker x 4 threads"),
+    servers.Setup("api-2x4", "API: 2 workers x 4 threads each", {"WEB_CONCURRENCY": "2"}),
+    servers.Setup("api-1x8", "API: 1 worker x 8 threads each", {"GUNICORN_THREADS": "8"}),
+    servers.Setup("api-1x1", "API: 1 worker x 1 thread each (gthread)", {"GUNICORN_THREADS": "1"}),
+    servers.Setup(
+        "api-sync",
+        "API: 1 sync worker each (no keep-alive: a connection per request)",
+        {"GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"},
     ),
-    servers.ProxyVariant(
-        "access-log-buffered",
-        "access log written in 64k batches (`buffer=64k flush=1s`)",
-        {
-            "access_log /dev/stdout json_timed;": (
-                "access_log /dev/stdout json_timed buffer=64k flush=1s;"
-            )
+    servers.Setup("api-access-log", "API: gunicorn access log on", {"GUNICORN_ACCESS_LOG": "on"}),
+    servers.Setup(
+        "proxy-no-keepalive",
+        "proxy: no upstream keep-alive (`Connection: close`, a connection per request)",
+        replacements={
+            "keepalive 32;": "# no keep-alive pool",
+            'proxy_set_header Connection "";': 'proxy_set_header Connection "close";',
         },
     ),
-    servers.ProxyVariant(
-        "access-log-off",
-        "no proxy access log (the cost of the JSON log line)",
-        {"access_log /dev/stdout json_timed;": "access_log off;"},
+    servers.Setup(
+        "proxy-log-unbuffered",
+        "proxy: access log written line by line (no buffer)",
+        replacements={LOG_LINE: "access_log /dev/stdout json_timed;"},
+    ),
+    servers.Setup(
+        "proxy-log-off", "proxy: no access log", replacements={LOG_LINE: "access_log off;"}
+    ),
+    servers.Setup(
+        "proxy-bare",
+        "proxy: bare nginx (the upstream pool and proxy_pass only: no log, headers or checks)",
+        conf=nginx_configs.BARE_PROXY,
     ),
 )
 # Source ports nginx can use towards one upstream address (net.ipv4.ip_local_port_range,
@@ -50,15 +57,39 @@ def _netns_target(container: Container, port: int, containers: dict[str, Any]) -
     return wrk.Target(f"http://127.0.0.1:{port}{PATH}", engine.netns_pid(container), containers)
 
 
+def stack_containers(
+    client: docker.DockerClient, exports: dict[str, Any]
+) -> tuple[Container, list[Container]]:
+    """The stack's proxy and API containers."""
+    proxy = client.containers.get(exports[contract.EXPORT_PROXY_CONTAINER])
+    apis = [client.containers.get(name) for name in exports[contract.EXPORT_API_CONTAINERS]]
+    return proxy, apis
+
+
+def _by_role(proxy: Container, apis: list[Container]) -> dict[str, Container]:
+    return {"proxy": proxy, **{f"api-{i}": api for i, api in enumerate(apis, 1)}}
+
+
+def start_api_at_capacity(
+    client: docker.DockerClient, run: Run, apis: list[Container]
+) -> Container:
+    """One API container with all the gunicorn workers of the stack's API containers (same
+    threads each): the API capacity the proxy fronts, without the proxy."""
+    workers = int(servers.container_environment(apis[0]).get("WEB_CONCURRENCY", "1"))
+    total = str(workers * len(apis))
+    return servers.start_api(client, run, "api-capacity", apis[0], {"WEB_CONCURRENCY": total})
+
+
 def stack_scenarios(
     client: docker.DockerClient,
     exports: dict[str, Any],
+    capacity: Container,
     baseline: dict[str, Container],
     ceiling: Container,
 ) -> list[load.Scenario]:
-    proxy = client.containers.get(exports[contract.EXPORT_PROXY_CONTAINER])
-    apis = [client.containers.get(name) for name in exports[contract.EXPORT_API_CONTAINERS]]
-    stack = {"proxy": proxy, **{f"api-{i}": api for i, api in enumerate(apis, 1)}}
+    proxy, apis = stack_containers(client, exports)
+    stack = _by_role(proxy, apis)
+    workers = servers.container_environment(capacity)["WEB_CONCURRENCY"]
     return [
         load.Scenario(
             "proxied",
@@ -75,9 +106,18 @@ def stack_scenarios(
         ),
         load.Scenario(
             "direct",
+            "ours, API direct at the stack's capacity",
+            f"one API container with all {workers} gunicorn workers of the stack's"
+            f" {len(apis)} API containers (the image and settings of theirs), no proxy: wrk in"
+            " its network namespace, 127.0.0.1:8000 (HTTP keep-alive). The proxy's overhead is"
+            " measured against this: the same API capacity without the proxy",
+            _netns_target(capacity, contract.API_PORT, {"api": capacity}),
+        ),
+        load.Scenario(
+            "direct_one",
             "ours, one API container direct",
-            "one of the stack's API containers, no proxy: wrk in its network namespace,"
-            " 127.0.0.1:8000 (HTTP keep-alive)",
+            f"one of the stack's API containers as deployed ({len(apis)} share the load behind"
+            " the proxy), no proxy: wrk in its network namespace, 127.0.0.1:8000",
             _netns_target(apis[0], contract.API_PORT, {"api-1": apis[0]}),
         ),
         load.Scenario(
@@ -88,6 +128,14 @@ def stack_scenarios(
             _netns_target(baseline["nginx"], servers.NGINX_PORT, baseline),
         ),
         load.Scenario(
+            "baseline_api",
+            "original post's gunicorn alone",
+            "the original post's gunicorn as above (one sync worker, which closes each"
+            " connection), loaded directly with no nginx in front: an upper bound for the"
+            " original post's setup, whose nginx only adds work on the same cores",
+            _netns_target(baseline["api"], contract.API_PORT, {"api": baseline["api"]}),
+        ),
+        load.Scenario(
             "ceiling",
             "ceiling: nginx fixed response",
             "nginx answering the same JSON body itself (return 200), no upstream, no log",
@@ -96,102 +144,56 @@ def stack_scenarios(
     ]
 
 
-def measure_sweep(
-    client: docker.DockerClient, run: Run, network: str, api_image: str, timing: Timing
-) -> dict[str, Any]:
-    """Each worker configuration in one API container, loaded directly at the highest
-    concurrency, with keep-alive and with a new connection per request."""
-    containers = {
-        config.key: servers.start_api(
-            client, run, f"sweep-{config.key}", api_image, network, config
-        )
-        for config in servers.WORKER_CONFIGS
-    }
-    engine.wait_healthy(*containers.values())
-    scenarios = [
-        load.Scenario(
-            f"{config.key}/{mode}",
-            config.title,
-            mode,
-            _netns_target(
-                containers[config.key], contract.API_PORT, {"api": containers[config.key]}
-            ),
-            headers,
-        )
-        for config in servers.WORKER_CONFIGS
-        for mode, headers in SWEEP_MODES.items()
-    ]
-    concurrency = max(timing.concurrencies)
-    measured = load.measure(
-        scenarios, (concurrency,), timing, seconds=timing.sweep_duration_s, runs=timing.sweep_runs
-    )
-    for container in containers.values():
-        container.remove(force=True)
-    return {
-        "concurrency": concurrency,
-        "configs": [
-            {
-                "key": config.key,
-                "title": config.title,
-                "environment": config.environment,
-                "command": config.command,
-                **{
-                    mode: measured[f"{config.key}/{mode}"][str(concurrency)] for mode in SWEEP_MODES
-                },
-            }
-            for config in servers.WORKER_CONFIGS
-        ],
-    }
-
-
-def measure_proxy_variants(
+def measure_setups(
     client: docker.DockerClient, run: Run, exports: dict[str, Any], timing: Timing
 ) -> dict[str, Any]:
-    """Variants of the project's proxy config in front of the stack's API containers."""
-    proxy_image = exports[contract.EXPORT_PROXY_IMAGE]
-    network = exports[contract.EXPORT_NETWORK]
-    apis = {
-        f"api-{i}": client.containers.get(name)
-        for i, name in enumerate(exports[contract.EXPORT_API_CONTAINERS], 1)
-    }
-    # The stack's own proxy sysctls, so that each variant differs from it by its config only.
-    sysctls = proxy_sysctls(client.containers.get(exports[contract.EXPORT_PROXY_CONTAINER]))
-    containers = {
-        variant.key: servers.start_proxy_variant(
-            client, run, network, proxy_image, variant, sysctls=sysctls or None
+    """Each setup of SETUPS through its own proxy, at the highest concurrency."""
+    proxy, apis = stack_containers(client, exports)
+    started: dict[str, dict[str, Container]] = {}
+    for setup in SETUPS:
+        setup_apis = apis
+        if setup.api_environment:
+            setup_apis = [
+                servers.start_api(client, run, f"{setup.key}-api-{i}", api, setup.api_environment)
+                for i, api in enumerate(apis, 1)
+            ]
+            engine.wait_ready(*setup_apis)
+        setup_proxy = servers.start_proxy(
+            client, run, f"{setup.key}-proxy", proxy, setup_apis, setup.replacements, setup.conf
         )
-        for variant in PROXY_VARIANTS
-    }
-    engine.wait_healthy(*containers.values())
+        started[setup.key] = _by_role(setup_proxy, setup_apis)
+    engine.wait_ready(*[containers["proxy"] for containers in started.values()])
     scenarios = [
         load.Scenario(
-            variant.key,
-            variant.title,
+            setup.key,
+            setup.title,
             "",
             _netns_target(
-                containers[variant.key],
-                contract.PROXY_CONTAINER_PORT,
-                {"proxy": containers[variant.key], **apis},
+                started[setup.key]["proxy"], contract.PROXY_CONTAINER_PORT, started[setup.key]
             ),
         )
-        for variant in PROXY_VARIANTS
+        for setup in SETUPS
     ]
     concurrency = max(timing.concurrencies)
     measured = load.measure(
         scenarios, (concurrency,), timing, seconds=timing.sweep_duration_s, runs=timing.sweep_runs
     )
-    for container in containers.values():
-        container.remove(force=True)
+    stack_ids = {container.id for container in [proxy, *apis]}
+    for containers in started.values():
+        for container in containers.values():
+            if container.id not in stack_ids:
+                container.remove(force=True)
     return {
         "concurrency": concurrency,
-        "variants": [
+        "setups": [
             {
-                "key": variant.key,
-                "title": variant.title,
-                "replacements": variant.replacements,
-                **measured[variant.key][str(concurrency)],
+                "key": setup.key,
+                "title": setup.title,
+                "api_environment": setup.api_environment,
+                "replacements": setup.replacements,
+                **measured[setup.key][str(concurrency)],
             }
-            for variant in PROXY_VARIANTS
+            for setup in SETUPS
         ],
     }
 
@@ -222,29 +224,18 @@ def measure_sustained(
     deployed, then the same proxy image in front of the same API containers with the other
     net.ipv4.tcp_tw_reuse (1: source ports in TIME_WAIT reusable; 2, the kernel's default:
     only on loopback)."""
-    proxy = client.containers.get(exports[contract.EXPORT_PROXY_CONTAINER])
-    apis = {
-        f"api-{i}": client.containers.get(name)
-        for i, name in enumerate(exports[contract.EXPORT_API_CONTAINERS], 1)
-    }
+    proxy, apis = stack_containers(client, exports)
     port = contract.PROXY_CONTAINER_PORT
     sysctls = proxy_sysctls(proxy)
     stack_reuse = sysctls.get(TW_REUSE, KERNEL_TW_REUSE)
     other_reuse = KERNEL_TW_REUSE if stack_reuse == "1" else "1"
-    series = {
-        "stack": _series(_netns_target(proxy, port, {"proxy": proxy, **apis}), timing, "stack")
-    }
-    other = servers.start_proxy_variant(
-        client,
-        run,
-        exports[contract.EXPORT_NETWORK],
-        exports[contract.EXPORT_PROXY_IMAGE],
-        servers.ProxyVariant("tw-reuse", f"the stack's proxy with {TW_REUSE}={other_reuse}"),
-        sysctls={**sysctls, TW_REUSE: other_reuse},
+    series = {"stack": _series(_netns_target(proxy, port, _by_role(proxy, apis)), timing, "stack")}
+    other = servers.start_proxy(
+        client, run, "tw-reuse", proxy, apis, sysctls={**sysctls, TW_REUSE: other_reuse}
     )
-    engine.wait_healthy(other)
+    engine.wait_ready(other)
     series["compare"] = _series(
-        _netns_target(other, port, {"proxy": other, **apis}), timing, f"tw_reuse={other_reuse}"
+        _netns_target(other, port, _by_role(other, apis)), timing, f"tw_reuse={other_reuse}"
     )
     other.remove(force=True)
     return {

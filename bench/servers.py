@@ -1,6 +1,6 @@
-"""The servers the bench starts itself, beside the stack: the original post's setup (baseline),
-nginx's fixed-response ceiling, the gunicorn configurations of the worker sweep and the
-variants of the project's proxy. All on the run's own network, or the stack's for proxies."""
+"""The servers the bench starts itself, beside the stack: the original post's setup (baseline)
+and nginx's fixed-response ceiling on the run's own network; API containers and proxies run
+as the stack's are, with changes, on the stack's network."""
 
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -36,65 +36,56 @@ API_HARDENING: Final[dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class WorkerConfig:
+class Setup:
+    """A setup measured through the proxy: the stack's, with changes to the API containers'
+    environment (new API containers, as many as the stack's) and to proxy/nginx.conf (lines
+    replaced, old -> new). No change: the stack's API containers behind a fresh proxy."""
+
     key: str
     title: str
-    environment: dict[str, str] = field(default_factory=dict)
-    command: list[str] | None = None
-
-
-def _gunicorn(
-    workers: int, worker_class: str, threads: int = 1, log: bool = True
-) -> dict[str, str]:
-    return {
-        "WEB_CONCURRENCY": str(workers),
-        "GUNICORN_WORKER_CLASS": worker_class,
-        "GUNICORN_THREADS": str(threads),
-        "GUNICORN_ACCESS_LOG": "on" if log else "off",
-    }
-
-
-WORKER_CONFIGS: Final = (
-    WorkerConfig(
-        "defaults", "gunicorn defaults: 1 sync worker, no access log", command=BASELINE_COMMAND
-    ),
-    WorkerConfig(
-        "gthread-2x4", "gthread, 2 workers x 4 threads, access log", _gunicorn(2, "gthread", 4)
-    ),
-    WorkerConfig(
-        "gthread-4x2", "gthread, 4 workers x 2 threads, access log", _gunicorn(4, "gthread", 2)
-    ),
-    WorkerConfig("sync-2", "sync, 2 workers, access log", _gunicorn(2, "sync")),
-    WorkerConfig("sync-4", "sync, 4 workers, access log", _gunicorn(4, "sync")),
-    WorkerConfig(
-        "gthread-2x4-nolog",
-        "gthread, 2 workers x 4 threads, no access log",
-        _gunicorn(2, "gthread", 4, log=False),
-    ),
-    WorkerConfig("sync-2-nolog", "sync, 2 workers, no access log", _gunicorn(2, "sync", log=False)),
-)
-
-
-@dataclass(frozen=True)
-class ProxyVariant:
-    key: str
-    title: str
-    # Lines of proxy/nginx.conf replaced (old -> new); none: the file as shipped.
+    api_environment: dict[str, str] = field(default_factory=dict)
     replacements: dict[str, str] = field(default_factory=dict)
+    # A whole nginx.conf instead of proxy/nginx.conf.
+    conf: str | None = None
+
+
+def container_environment(container: Container) -> dict[str, str]:
+    """A container's environment (the image's and the program's) as a dict."""
+    container.reload()
+    return dict(entry.split("=", 1) for entry in container.attrs["Config"]["Env"])
+
+
+def address(container: Container) -> str:
+    """The container's address on its (one) network."""
+    container.reload()
+    (network,) = container.attrs["NetworkSettings"]["Networks"].values()
+    return str(network["IPAddress"])
+
+
+def upstreams(apis: list[Container]) -> str:
+    """API_UPSTREAM for a proxy in front of these API containers."""
+    return ",".join(f"{address(api)}:{contract.API_PORT}" for api in apis)
 
 
 def start_api(
-    client: docker.DockerClient, run: Run, what: str, image: str, network: str, config: WorkerConfig
+    client: docker.DockerClient,
+    run: Run,
+    what: str,
+    like: Container,
+    environment: dict[str, str],
 ) -> Container:
+    """An API container run as the stack's container `like` is (image, environment, limits,
+    hardening), on its network, with `environment` on top."""
+    image = like.attrs["Image"]
+    (network,) = like.attrs["NetworkSettings"]["Networks"]
     return engine.start(
         client,
         run,
         what,
         image,
         network=network,
-        command=config.command,
-        environment={"PORT": str(contract.API_PORT), **config.environment},
-        healthcheck=engine.image_healthcheck(client, image),
+        environment={**container_environment(like), **environment},
+        probe=engine.image_probe(client, image),
         **API_HARDENING,
     )
 
@@ -115,7 +106,7 @@ def start_nginx(
         image,
         network=network,
         files={NGINX_CONF: conf},
-        healthcheck=engine.http_healthcheck(NGINX_PORT),
+        probe=engine.http_probe(NGINX_PORT),
         **kwargs,
     )
 
@@ -132,9 +123,9 @@ def start_baseline(
         network=network,
         aliases=[contract.API_ALIAS],
         command=BASELINE_COMMAND,
-        healthcheck=engine.image_healthcheck(client, api_image),
+        probe=engine.image_probe(client, api_image),
     )
-    engine.wait_healthy(api)
+    engine.wait_ready(api)
     nginx = start_nginx(
         client,
         run,
@@ -155,32 +146,37 @@ def start_ceiling(
     )
 
 
-def start_proxy_variant(
+def start_proxy(
     client: docker.DockerClient,
     run: Run,
-    stack_network: str,
-    proxy_image: str,
-    variant: ProxyVariant,
+    what: str,
+    like: Container,
+    apis: list[Container],
+    replacements: dict[str, str] | None = None,
+    conf: str | None = None,
     **kwargs: Any,
 ) -> Container:
-    """The project's proxy image, in front of the stack's API containers, with its
-    nginx.conf changed as the variant says (read-write root: the file is put in first);
-    kwargs: more container options (e.g. sysctls)."""
+    """A proxy run as the stack's proxy `like` is (image, sysctls, limits, hardening), in front
+    of `apis`, with its nginx.conf changed by `replacements` or replaced by `conf` (read-write
+    root: the file is put in first); kwargs: more container options, or overrides (sysctls)."""
+    like.reload()
+    (network,) = like.attrs["NetworkSettings"]["Networks"]
+    options: dict[str, Any] = {
+        "sysctls": dict(like.attrs["HostConfig"].get("Sysctls") or {}) or None,
+        **kwargs,
+    }
     return start_nginx(
         client,
         run,
-        f"proxy-{variant.key}",
-        proxy_image,
-        stack_network,
-        nginx_configs.variant(variant.replacements),
-        environment={
-            "API_UPSTREAM": f"{contract.API_ALIAS}:{contract.API_PORT}",
-            "RATE_LIMIT_RPS": "0",
-        },
+        what,
+        like.attrs["Image"],
+        network,
+        conf or nginx_configs.variant(replacements or {}),
+        environment={"API_UPSTREAM": upstreams(apis), "RATE_LIMIT_RPS": "0"},
         user=contract.PROXY_USER,
         tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=16m"},  # noqa: S108 (in the container)
         cap_drop=["ALL"],
         security_opt=["no-new-privileges:true"],
         mem_limit="128m",
-        **kwargs,
+        **options,
     )

@@ -23,8 +23,7 @@ SECTIONS = (
     "deploys",
     "scenarios",
     "load",
-    "sweep",
-    "proxy_variants",
+    "setups",
     "sustained",
     "ratios",
     "errors",
@@ -81,16 +80,21 @@ def test_every_section_has_numbers(quick_run: tuple[Path, dict[str, Any]]) -> No
     _, results = quick_run
     assert set(SECTIONS) <= set(results)
     concurrencies = [str(c) for c in results["meta"]["timing"]["concurrencies"]]
-    assert set(results["load"]) == {"proxied", "published", "direct", "baseline", "ceiling"}
+    assert set(results["load"]) == {
+        "proxied",
+        "published",
+        "direct",
+        "direct_one",
+        "baseline",
+        "baseline_api",
+        "ceiling",
+    }
     for scenario, cells in results["load"].items():
         assert sorted(cells) == sorted(concurrencies), scenario
         for concurrency, cell in cells.items():
             assert_figures(cell, f"{scenario} c={concurrency}")
-    for config in results["sweep"]["configs"]:
-        assert_figures(config["keepalive"], f"sweep {config['key']} keep-alive")
-        assert_figures(config["new_connection"], f"sweep {config['key']} new connection")
-    for variant in results["proxy_variants"]["variants"]:
-        assert_figures(variant, f"proxy variant {variant['key']}")
+    for setup in results["setups"]["setups"]:
+        assert_figures(setup, f"setup {setup['key']}")
     for name, series in results["sustained"]["series"].items():
         assert series, name
         for segment in series:
