@@ -56,7 +56,7 @@ http {
     scgi_temp_path /tmp/nginx/scgi;
     upstream api_containers {
         include /tmp/nginx/upstream-servers.conf;
-        keepalive 32;
+        keepalive 64;
         keepalive_timeout 4s;
     }
     server {

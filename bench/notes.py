@@ -81,8 +81,8 @@ def _targets(results: dict[str, Any]) -> list[str]:
         f" processes (API {_api_cost(direct['cpu_us_per_request']):.0f}, wrk"
         f" {direct['cpu_us_per_request'].get('wrk', 0):.0f}). Through the proxy a request costs"
         f" {own:.0f} µs: nginx's {per.get('proxy', 0):.0f} µs, and the API's share is"
-        f" {_api_cost(per):.0f} µs (the proxy's headers to parse, a second TCP hop across the"
-        " bridge, whose kernel work is counted where it runs). The proxy runs on the same"
+        f" {_api_cost(per):.0f} µs (it also parses the proxy's forwarded headers, over"
+        " connections that cross the bridge instead of loopback). The proxy runs on the same"
         f" {cores} cores as the API, so its whole cost comes off the throughput: proxied /"
         f" direct is about {direct_own:.0f} / {own:.0f} = {direct_own / own:.2f} by CPU,"
         f" {proxied['rps'] / direct['rps']:.2f} measured. {PROXIED_OVER_DIRECT} would need a"
@@ -157,6 +157,14 @@ def _tuning(results: dict[str, Any]) -> list[str]:
             " every second and on exit (`buffer=32k flush=1s`): lines reach `docker logs` up to"
             " a second late, and only a killed nginx loses its last second. With no log at all:"
             f" {_versus(log_off, deployed)}."
+        )
+    unbuffered_responses = _setup(results, "proxy-no-buffering")
+    if unbuffered_responses:
+        lines.append(
+            "- **Response buffering**: nginx reads the API's whole response before sending it"
+            " on, so a slow client never holds a gunicorn thread; passing it through unbuffered"
+            f" instead: {_versus(unbuffered_responses, deployed)} (this API's responses are a"
+            " few dozen bytes). The stack keeps buffering on."
         )
     api_log = _setup(results, "api-access-log")
     if api_log:

@@ -28,9 +28,14 @@ SETUPS: Final = (
         "proxy-no-keepalive",
         "proxy: no upstream keep-alive (`Connection: close`, a connection per request)",
         replacements={
-            "keepalive 32;": "# no keep-alive pool",
+            "keepalive 64;": "# no keep-alive pool",
             'proxy_set_header Connection "";': 'proxy_set_header Connection "close";',
         },
+    ),
+    servers.Setup(
+        "proxy-no-buffering",
+        "proxy: responses not buffered (`proxy_buffering off`)",
+        replacements={"proxy_buffering on;": "proxy_buffering off;"},
     ),
     servers.Setup(
         "proxy-log-unbuffered",

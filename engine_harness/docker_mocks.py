@@ -202,8 +202,11 @@ class EngineMocks(pulumi.runtime.Mocks):
                 check_duplicate=True,
             )
         except docker.errors.APIError as error:
-            # E.g. a subnet another network already uses: Docker's own words name it.
-            raise DeployError(f"{NETWORK} {name!r}: {error.explanation or error}") from None
+            # E.g. a subnet another network already uses ("networks have overlapping IPv4").
+            subnets = ", ".join(str(pool["Subnet"]) for pool in pools) or "chosen by Docker"
+            raise DeployError(
+                f"{NETWORK} {name!r} (subnet {subnets}): {error.explanation or error}"
+            ) from None
         network.reload()
         ipam = [
             {

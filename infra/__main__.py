@@ -1,8 +1,9 @@
 """Deploys the Flask-Rebar REST API behind an nginx reverse proxy on the local Docker engine.
 
-Two images built from service/ and proxy/, a private bridge network, `apiReplicas` API
-containers sharing one network alias, and one proxy container publishing `proxyPort` on
-`proxyBindAddress`. Exports the proxy URL, image references, network and container names.
+Two images built from service/ and proxy/, a private bridge network on `networkSubnet`,
+`apiReplicas` API containers at fixed addresses in it, and one proxy container publishing
+`proxyPort` on `proxyBindAddress`. Exports the proxy URL, image references, network and
+container names.
 """
 
 import pulumi

@@ -1,14 +1,16 @@
 """Names and ports shared by the Pulumi program, the images and the tests.
 
 The one place these values are written down: the program passes them to the containers
-(the proxy learns the API's alias and port from API_UPSTREAM, the API its port from PORT),
+(the proxy learns the API containers' addresses and port from API_UPSTREAM, the API its port
+from PORT),
 and every test tier imports them from here.
 """
 
 from typing import Final
 
-# The network alias that every API container answers to, and that the proxy resolves through
-# Docker's embedded DNS at request time.
+# The network alias that every API container answers to, for other containers on the stack's
+# network (the proxy itself lists the API containers' fixed addresses: nginx resolves names
+# only at start).
 API_ALIAS: Final = "api"
 # The port gunicorn listens on inside an API container (never published to the host).
 API_PORT: Final = 8000

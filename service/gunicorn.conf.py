@@ -38,12 +38,11 @@ bind = f"0.0.0.0:{_env_int('PORT', 8000)}"
 # Processes: 2 by default, one per core of a small host; WEB_CONCURRENCY overrides (gunicorn
 # also reads it natively). Usual range 1-2 per core available to the container.
 workers = _env_int("WEB_CONCURRENCY", 2)
-# gthread: each worker serves several connections with threads. gunicorn runs gthread whenever
-# threads > 1 (the stack's apiThreads, 4 by default) whatever this says, so sync (one request at
-# a time per process) only applies with GUNICORN_THREADS=1. The proxy opens a new connection for
-# every request and asks the API to close it, so gthread's keep-alive serves direct clients only;
-# `make bench` measures both classes, with keep-alive and with a connection per request
-# (bench/results/results.md, gunicorn worker sweep).
+# gthread: each worker serves several connections with threads, and keeps them alive between
+# requests, which the proxy's upstream pool relies on (sync closes every connection). gunicorn
+# runs gthread whenever threads > 1 (the stack's apiThreads, 4 by default) whatever this says.
+# `make bench` compares workers, threads and sync through the proxy (bench/results/results.md,
+# settings compared through the proxy).
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 # Threads per gthread worker (ignored by sync). Usual range 2-8 for I/O-light handlers.
 threads = _env_int("GUNICORN_THREADS", 4)
@@ -57,7 +56,8 @@ timeout = _env_int("GUNICORN_TIMEOUT", 30)
 # Time for in-flight requests on SIGTERM; below Docker's default stop timeout (10 s), so a
 # `docker stop` ends gracefully rather than in SIGKILL.
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 8)
-# Idle keep-alive seconds (gthread only); above the proxy's idle upstream timeout.
+# Idle keep-alive seconds (gthread only); above the proxy's idle upstream timeout (4 s), so the
+# API never closes a connection nginx is about to reuse.
 keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 
 # --- Proxy headers -------------------------------------------------------------------------
@@ -69,9 +69,9 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # --- Logging -------------------------------------------------------------------------------
 # Access log to stdout for `docker logs`: the original client (X-Forwarded-For, set by the
 # proxy), request id, request line, status, size and duration in microseconds. On unless
-# GUNICORN_ACCESS_LOG=off: the proxy's access log has every request too, with the same request
-# id, and this line is a large share of the API's CPU per request, plus the engine's work to
-# ship it (bench/results/results.md, the sweep's "no access log" rows).
+# GUNICORN_ACCESS_LOG=off, which the stack sets (apiAccessLog): the proxy's access log has
+# every request too, with the same request id, and this line is a large share of the API's CPU
+# per request, plus the engine's work to ship it (bench/results/results.md).
 accesslog = "-" if _env_switch("GUNICORN_ACCESS_LOG", True) else None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

@@ -4,11 +4,13 @@ smoke-tested, redeployed without change, and removed; also two stacks side by si
 from pathlib import Path
 
 import docker
+import docker.types
 import pytest
 
 import contract
-from engine_harness.docker_mocks import EngineMocks, UnappliedInputError, destroy
-from tests.conftest import Up
+from engine_harness.docker_mocks import DeployError, EngineMocks, UnappliedInputError, destroy
+from engine_harness.subnets import free_subnet
+from tests.conftest import TEST_LABEL, Up
 from tests.engine_stacks import smoke, stack_objects
 
 pytestmark = pytest.mark.engine
@@ -61,6 +63,25 @@ def test_two_stacks_run_side_by_side(
     destroy(docker_client, first.state_file)
     assert stack_objects(docker_client, first.name) == []
     assert smoke(second.exports[contract.EXPORT_URL]).returncode == 0, "removing one broke two"
+
+
+def test_a_subnet_in_use_fails_the_deploy_naming_it_and_creates_no_container(
+    engine_up: Up, docker_client: docker.DockerClient, unique_name: str
+) -> None:
+    subnet = free_subnet(docker_client)
+    pool = docker.types.IPAMPool(subnet=subnet)
+    taken = docker_client.networks.create(
+        f"{unique_name}-taken",
+        ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+        labels={TEST_LABEL: "1"},
+    )
+    try:
+        with pytest.raises(DeployError, match="overlapping") as raised:
+            engine_up(unique_name, networkSubnet=subnet)
+        assert f"rest-api-network' (subnet {subnet})" in str(raised.value), raised.value
+        assert stack_objects(docker_client, unique_name) == []
+    finally:
+        taken.remove()
 
 
 def test_an_input_the_harness_cannot_apply_is_refused(
