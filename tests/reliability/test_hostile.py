@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tests.reliability.helpers import (
     api_containers,
     assert_proxy_error,
     assert_security_headers,
+    eventually,
     exchange,
     get,
     lifetimes,
@@ -49,8 +51,25 @@ def lifetimes_before(stack: EngineStack, docker_client: docker.DockerClient) -> 
     return lifetimes(stack_containers(docker_client, stack))
 
 
+@pytest.fixture(scope="module")
+def stack(deployments: Deployments) -> EngineStack:
+    """The dev config with gunicorn's own access log on (off by default): the API's record of
+    what reached it is the witness that a refused or smuggled request never did."""
+    return deployments.up(new_stack_name(), rateLimitPerSecond="0", apiAccessLog="true")
+
+
 def api_logs(client: docker.DockerClient, stack: EngineStack) -> str:
-    return "".join(c.logs().decode(errors="replace") for c in api_containers(client, stack))
+    """Every API container's log, once a control request sent now shows in it: the log is
+    on and has caught up with everything sent before."""
+    control = f"/control-{uuid.uuid4().hex}"
+    assert requests.get(f"{stack.url}{control}", timeout=REQUEST_TIMEOUT).status_code == 404
+
+    def logs() -> str:
+        text = "".join(c.logs().decode(errors="replace") for c in api_containers(client, stack))
+        assert control in text, "the control request is not in the API's access log yet"
+        return text
+
+    return eventually(logs, 10)
 
 
 def test_oversized_request_line_is_414(stack: EngineStack) -> None:
