@@ -202,7 +202,8 @@ class EngineMocks(pulumi.runtime.Mocks):
                 check_duplicate=True,
             )
         except docker.errors.APIError as error:
-            # E.g. a subnet another network already uses ("networks have overlapping IPv4").
+            # E.g. a subnet another network already uses (Docker: "networks have overlapping
+            # IPv4", or "failed to allocate gateway" when the gateway is declared).
             subnets = ", ".join(str(pool["Subnet"]) for pool in pools) or "chosen by Docker"
             raise DeployError(
                 f"{NETWORK} {name!r} (subnet {subnets}): {error.explanation or error}"

@@ -63,6 +63,12 @@ def api_addresses(subnet: str, replicas: int) -> list[str]:
     return [str(network[API_ADDRESS_OFFSET + n]) for n in range(1, replicas + 1)]
 
 
+def gateway(subnet: str) -> str:
+    """The subnet's first address, which Docker would pick anyway. Declared, so that what the
+    provider reads back from the network equals the inputs and no change is ever planned."""
+    return str(ipaddress.ip_network(subnet)[1])
+
+
 def dynamic_range(subnet: str) -> str:
     """The part of the subnet Docker allocates addresses from by itself: its upper half."""
     return str(list(ipaddress.ip_network(subnet).subnets(prefixlen_diff=1))[1])
@@ -90,6 +96,7 @@ class RestApiStack(pulumi.ComponentResource):
             ipam_configs=[
                 docker.NetworkIpamConfigArgs(
                     subnet=settings.network_subnet,
+                    gateway=gateway(settings.network_subnet),
                     ip_range=dynamic_range(settings.network_subnet),
                 )
             ],

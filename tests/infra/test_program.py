@@ -63,7 +63,8 @@ def test_api_containers_have_fixed_addresses_outside_dockers_range(
     dynamic = ipaddress.ip_network(ipam["ipRange"])
     addresses = [ipaddress.ip_address(api_address(c)) for c in deployment.api_containers]
     assert len(set(addresses)) == replicas
-    gateway = ipaddress.ip_network(subnet)[1]  # Docker's default gateway
+    gateway = ipaddress.ip_network(subnet)[1]  # Docker's default, declared
+    assert ipam["gateway"] == str(gateway)
     for address in addresses:
         assert address in ipaddress.ip_network(subnet) and address != gateway, address
         # Docker never hands one of them to another container, even while it is free.
