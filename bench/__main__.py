@@ -26,7 +26,7 @@ from bench import engine, images, load, report, scenarios, servers, verdict, wrk
 from bench.config import FULL, QUICK, RESULTS_DIR, Run, base_images
 from bench.deploys import BenchStack, copy_repository, stack_config
 from bench.notes import METHOD, analysis, notes
-from engine_harness.subnets import free_subnet
+from engine_harness.free_resources import free_subnet
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,7 +71,7 @@ def measure_everything(
         results["images"] = images.measure(client, run, bases, workdir / "images")
 
     root = copy_repository(workdir / "repo")
-    stack = BenchStack(run, root, stack_config(root, bases, free_subnet(client)))
+    stack = BenchStack(run, root, stack_config(bases, free_subnet(client)))
     deploys: dict[str, Any] = {}
     results["deploys"] = deploys
     try:

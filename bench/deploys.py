@@ -4,7 +4,6 @@ the app change, so the working tree is never modified."""
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,22 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from bench.config import REPO_ROOT, Run
 from bench.images import APP_CHANGE, APP_FILE
 from bench.wrk import BenchError
+from engine_harness import program
+from engine_harness.free_resources import free_port
 
 DRIVER: Final = Path(__file__).resolve().parent / "deploy_driver.py"
 # What the harness and the program read, relative to the repository root.
 COPIED: Final = ("infra", "service", "proxy", "engine_harness", "Pulumi.yaml", "Pulumi.dev.yaml")
 DEPLOY_TIMEOUT: Final = 900
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def copy_repository(destination: Path) -> Path:
@@ -42,12 +35,11 @@ def copy_repository(destination: Path) -> Path:
     return destination
 
 
-def stack_config(root: Path, base_images: dict[str, str], subnet: str) -> dict[str, str]:
-    """The dev stack's config with a free port, the given free subnet, no rate limit and the
-    offline base images."""
-    project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
-    dev = yaml.safe_load((root / "Pulumi.dev.yaml").read_text()).get("config") or {}
-    config = {key: str(value) for key, value in dev.items()}
+def stack_config(base_images: dict[str, str], subnet: str) -> dict[str, str]:
+    """The dev stack's config (the copy's is the same file) with a free port, the given free
+    subnet, no rate limit and the offline base images."""
+    project = program.project_name()
+    config = program.stack_config("dev")
     overrides = {
         "proxyPort": str(free_port()),
         "networkSubnet": subnet,

@@ -8,7 +8,6 @@ failed deploy.
 
 import contextlib
 import re
-import socket
 import subprocess
 import sys
 import uuid
@@ -23,8 +22,8 @@ import docker.errors
 import contract
 from engine_harness.__main__ import remove_labelled
 from engine_harness.docker_mocks import EngineMocks, Summary, destroy
+from engine_harness.free_resources import free_port, free_subnet
 from engine_harness.program import REPO_ROOT, project_name, run_program, stack_config
-from engine_harness.subnets import free_subnet
 from settings import INT_KEYS, Settings
 
 PROJECT = project_name()
@@ -33,12 +32,6 @@ PROJECT = project_name()
 def full_config(values: dict[str, str]) -> dict[str, str]:
     """Config keys as Pulumi.<stack>.yaml spells them: "<project>:<key>"."""
     return {f"{PROJECT}:{key}": value for key, value in values.items()}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def new_stack_name() -> str:

@@ -17,7 +17,7 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 
 import contract
-from engine_harness.subnets import free_subnet
+from engine_harness.free_resources import free_subnet
 from rest_api_stack import api_addresses, dynamic_range
 from tests.conftest import TEST_LABEL
 

@@ -9,7 +9,7 @@ import pytest
 
 import contract
 from engine_harness.docker_mocks import DeployError, EngineMocks, UnappliedInputError, destroy
-from engine_harness.subnets import free_subnet
+from engine_harness.free_resources import free_subnet
 from tests.conftest import TEST_LABEL, Up
 from tests.engine_stacks import smoke, stack_objects
 

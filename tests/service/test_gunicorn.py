@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from engine_harness.free_resources import free_port
+
 pytestmark = pytest.mark.unit
 
 SERVICE_DIR = Path(__file__).resolve().parents[2] / "service"
@@ -33,13 +35,6 @@ class Gunicorn:
 
     def output(self) -> str:
         return f"stdout:\n{self.stdout.read_text()}\nstderr:\n{self.stderr.read_text()}"
-
-
-def free_port() -> int:
-    """A port nothing listens on now (the kernel's pick; free again once the socket closes)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def service_env(port: int) -> dict[str, str]:

@@ -1,10 +1,12 @@
-"""A subnet no network on the engine uses yet, for stacks deployed next to others (tests, bench).
+"""What a stack deployed next to others (tests, bench) needs free: a host port and a subnet.
 
-Each stack's network has a fixed subnet (`networkSubnet`), so two stacks on one engine need
-different ones; Docker refuses a subnet that overlaps another network's.
+Each stack publishes its own `proxyPort` and has its own fixed subnet (`networkSubnet`), so two
+stacks on one engine need different ones; Docker refuses a subnet that overlaps another
+network's.
 """
 
 import ipaddress
+import socket
 from collections.abc import Iterator
 
 import docker
@@ -14,10 +16,19 @@ import docker
 CANDIDATES = ipaddress.ip_network("172.29.0.0/16")
 
 
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick; free again once the socket closes)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def used_subnets(client: docker.DockerClient) -> Iterator[ipaddress.IPv4Network]:
     for network in client.networks.list():
         for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
-            subnet = ipaddress.ip_network(config.get("Subnet") or "0.0.0.0/32", strict=False)
+            if not config.get("Subnet"):
+                continue
+            subnet = ipaddress.ip_network(config["Subnet"], strict=False)
             if isinstance(subnet, ipaddress.IPv4Network):
                 yield subnet
 
