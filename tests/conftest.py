@@ -14,7 +14,7 @@ import pytest
 from engine_harness.program import offline_base_images
 
 if TYPE_CHECKING:
-    from tests.engine_stacks import EngineStack
+    from tests.engine_stacks import Deployments, EngineStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Every Docker object a test creates carries this label, so leftovers can be found.
@@ -86,16 +86,22 @@ def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def engine_up(
+def fresh_deployments(
     docker_client: docker.DockerClient, base_images: dict[str, str], tmp_path: Path
-) -> Iterator[Up]:
-    """up(stack, **config): deploy the dev stack's config under `stack` on a free port (see
-    tests/engine_stacks.py). Everything deployed is removed afterwards, also when the test
-    failed."""
+) -> Iterator["Deployments"]:
+    """This test's own deployments (see tests/engine_stacks.py): everything deployed through
+    them is removed afterwards, also when the test failed."""
     from tests.engine_stacks import Deployments  # noqa: PLC0415 (engine tests only)
 
     deployments = Deployments(docker_client, base_images, tmp_path)
     try:
-        yield deployments.up
+        yield deployments
     finally:
         deployments.close()
+
+
+@pytest.fixture
+def engine_up(fresh_deployments: "Deployments") -> Up:
+    """up(stack, **config): deploy the dev stack's config under `stack` on a free port and
+    subnet; removed after the test."""
+    return fresh_deployments.up

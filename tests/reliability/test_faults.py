@@ -215,9 +215,8 @@ def test_a_deploy_failing_half_way_is_destroyed_or_fixed_cleanly(
     docker_client: docker.DockerClient,
     base_images: dict[str, str],
     unique_name: str,
-    tmp_path: Path,
+    fresh_deployments: Deployments,
 ) -> None:
-    deployments = Deployments(docker_client, base_images, tmp_path)
     broken = {"apiBaseImage": base_images["proxy"]} if breakage == "api-image-build-error" else {}
     squatter: Container | None = None
     try:
@@ -230,13 +229,10 @@ def test_a_deploy_failing_half_way_is_destroyed_or_fixed_cleanly(
                     labels=MINE,
                 )
             with pytest.raises((DeployError, docker.errors.APIError)) as raised:
-                deployments.up(unique_name, **broken)
+                fresh_deployments.up(unique_name, **broken)
             assert expected in str(raised.value), raised.value
-            state_file = deployments.stacks[-1].state_file
-            # Nothing on the engine that the state (and so destroy) doesn't know of.
-            recorded = {record.id for record in load_state(state_file)}
-            made = stack_containers_and_networks(docker_client, unique_name)
-            assert set(made) <= recorded, f"not in the state: {made}"
+            state_file = fresh_deployments.stacks[-1].state_file
+            assert_state_knows_everything(docker_client, unique_name, state_file)
             if squatter is not None:
                 squatter.remove(force=True)
                 squatter = None
@@ -244,7 +240,7 @@ def test_a_deploy_failing_half_way_is_destroyed_or_fixed_cleanly(
                 destroy(docker_client, state_file)
                 assert stack_objects(docker_client, unique_name) == []
 
-        fixed = deployments.up(unique_name, apiBaseImage=base_images["api"])
+        fixed = fresh_deployments.up(unique_name, apiBaseImage=base_images["api"])
         result = smoke(fixed.url)
         assert result.returncode == 0, result.stdout + result.stderr
         assert len(stack_objects(docker_client, unique_name)) == 4, "3 containers and a network"
@@ -253,38 +249,36 @@ def test_a_deploy_failing_half_way_is_destroyed_or_fixed_cleanly(
     finally:
         if squatter is not None:
             squatter.remove(force=True)
-        deployments.close()
 
 
 def test_a_failed_update_leaves_the_stack_serving_and_destroyable(
     docker_client: docker.DockerClient,
     base_images: dict[str, str],
     unique_name: str,
-    tmp_path: Path,
+    fresh_deployments: Deployments,
 ) -> None:
-    deployments = Deployments(docker_client, base_images, tmp_path)
-    try:
-        stack = deployments.up(unique_name)
-        # A release whose API image fails to build, on top of the running stack.
-        with pytest.raises(DeployError, match="build failed"):
-            deployments.up(unique_name, apiBaseImage=base_images["proxy"])
-        result = smoke(stack.url)
-        assert result.returncode == 0, f"the running stack broke: {result.stdout}{result.stderr}"
-        recorded = {record.id for record in load_state(stack.state_file)}
-        made = stack_containers_and_networks(docker_client, unique_name)
-        assert set(made) <= recorded, f"not in the state: {made}"
-        destroy(docker_client, stack.state_file)
-        assert stack_objects(docker_client, unique_name) == []
-    finally:
-        deployments.close()
+    stack = fresh_deployments.up(unique_name)
+    # A release whose API image fails to build, on top of the running stack.
+    with pytest.raises(DeployError, match="build failed"):
+        fresh_deployments.up(unique_name, apiBaseImage=base_images["proxy"])
+    result = smoke(stack.url)
+    assert result.returncode == 0, f"the running stack broke: {result.stdout}{result.stderr}"
+    assert_state_knows_everything(docker_client, unique_name, stack.state_file)
+    destroy(docker_client, stack.state_file)
+    assert stack_objects(docker_client, unique_name) == []
 
 
-def stack_containers_and_networks(client: docker.DockerClient, stack: str) -> dict[str, str]:
-    """Ids and names of what the engine has labelled as `stack`'s."""
+def assert_state_knows_everything(
+    client: docker.DockerClient, stack: str, state_file: Path
+) -> None:
+    """Nothing on the engine labelled as `stack`'s that its state (and so destroy) doesn't
+    know of."""
     labels = [f"{contract.LABEL_PROJECT}={PROJECT}", f"{contract.LABEL_STACK}={stack}"]
     found = client.containers.list(all=True, filters={"label": labels})
     found += client.networks.list(filters={"label": labels})
-    return {str(o.id): str(o.name) for o in found}
+    recorded = {record.id for record in load_state(state_file)}
+    unknown = {str(o.id): str(o.name) for o in found if o.id not in recorded}
+    assert not unknown, f"not in the state: {unknown}"
 
 
 def test_destroy_removes_exactly_the_stack(
