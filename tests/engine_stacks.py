@@ -62,6 +62,19 @@ class EngineStack:
         return Settings(**values)
 
 
+def side_by_side_config(client: docker.DockerClient, base_images: dict[str, str]) -> dict[str, str]:
+    """The dev stack's config for a stack of its own next to others: a free port and subnet,
+    and the offline base images (keys in full, "<project>:<key>")."""
+    return stack_config("dev") | full_config(
+        {
+            "proxyPort": str(free_port()),
+            "networkSubnet": free_subnet(client),
+            "apiBaseImage": base_images["api"],
+            "proxyBaseImage": base_images["proxy"],
+        }
+    )
+
+
 class Deployments:
     """Deploys stacks through the engine harness; `close()` removes all of them."""
 
@@ -87,14 +100,7 @@ class Deployments:
         return record
 
     def default_config(self) -> dict[str, str]:
-        return stack_config("dev") | full_config(
-            {
-                "proxyPort": str(free_port()),
-                "networkSubnet": free_subnet(self.client),
-                "apiBaseImage": self.base_images["api"],
-                "proxyBaseImage": self.base_images["proxy"],
-            }
-        )
+        return side_by_side_config(self.client, self.base_images)
 
     def close(self) -> None:
         """Remove every deployed stack's containers and networks (by state, then by label)

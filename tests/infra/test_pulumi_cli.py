@@ -12,8 +12,8 @@ import pytest
 from pulumi import automation as auto
 
 import contract
-from engine_harness.program import REPO_ROOT, stack_config
-from tests.engine_stacks import PROJECT, free_port, stack_objects
+from engine_harness.program import REPO_ROOT
+from tests.engine_stacks import PROJECT, side_by_side_config, stack_objects
 
 pytestmark = [
     pytest.mark.pulumi,
@@ -39,13 +39,10 @@ def pulumi_stack(
         }
     )
     stack = auto.create_or_select_stack(unique_name, work_dir=str(REPO_ROOT), opts=workspace)
-    config = {
-        **{key.split(":", 1)[1]: value for key, value in stack_config("dev").items()},
-        "proxyPort": str(free_port()),
-        "apiBaseImage": base_images["api"],
-        "proxyBaseImage": base_images["proxy"],
-    }
-    stack.set_all_config({key: auto.ConfigValue(value) for key, value in config.items()})
+    config = side_by_side_config(docker_client, base_images)
+    stack.set_all_config(
+        {key.split(":", 1)[1]: auto.ConfigValue(value) for key, value in config.items()}
+    )
     try:
         yield stack
     finally:
