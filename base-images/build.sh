@@ -15,7 +15,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=images.env
 source "$here/images.env"
 
-suite=bookworm
 ca_bundle=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 rebuild=false
 case "${1:-}" in
@@ -28,10 +27,10 @@ need() { command -v "$1" >/dev/null || { echo "error: '$1' is required: $2" >&2;
 need docker "install Docker (Debian: apt-get install docker.io)"
 [ -r "$ca_bundle" ] || { echo "error: CA bundle '$ca_bundle' not readable (set CA_BUNDLE)" >&2; exit 1; }
 
-# build NAME PACKAGES ENV...: debootstrap a minimal root filesystem with PACKAGES, make it
-# trust the CA bundle, strip what an image never needs and import it as NAME.
+# build NAME SUITE PACKAGES ENV...: debootstrap a minimal root filesystem of Debian SUITE with
+# PACKAGES, make it trust the CA bundle, strip what an image never needs and import it as NAME.
 build() {
-  local name=$1 packages=$2; shift 2
+  local name=$1 suite=$2 packages=$3; shift 3
   if ! $rebuild && docker image inspect "$name" >/dev/null 2>&1; then
     echo "base image $name exists (pass --rebuild to build it again)"
     return
@@ -46,6 +45,13 @@ build() {
     "$suite" "$root" ${DEBIAN_MIRROR:+"$DEBIAN_MIRROR"} >"$root.log" 2>&1 \
     || { tail -n 30 "$root.log" >&2; rm -f "$root.log"; return 1; }
   rm -f "$root.log"
+  if [ -x "$root/usr/sbin/nginx" ]; then
+    # The proxy follows the API's containers by name with `resolve` on upstream servers.
+    local version
+    version=$(chroot "$root" nginx -v 2>&1 | sed 's|.*nginx/||')
+    printf '%s\n' 1.27.3 "$version" | sort -V -C \
+      || { echo "error: Debian $suite has nginx $version; the proxy needs 1.27.3 or later" >&2; return 1; }
+  fi
   # Trust the host's CAs (a TLS-intercepting proxy's root CA included) for pip and apt.
   install -m 0644 "$ca_bundle" "$root/usr/local/share/ca-certificates/host-ca-bundle.crt"
   # (its rehash step warns about bundle files; the bundle itself is what pip and apt read)
@@ -65,5 +71,7 @@ build() {
 }
 
 # Debian's python3-venv brings its own CA list to pip: PIP_CERT points it at the system bundle.
-build "$API_BASE_IMAGE" "python3,python3-venv" "PIP_CERT=/etc/ssl/certs/ca-certificates.crt"
-build "$PROXY_BASE_IMAGE" "nginx"
+build "$API_BASE_IMAGE" bookworm "python3,python3-venv" "PIP_CERT=/etc/ssl/certs/ca-certificates.crt"
+# Debian's stable releases have nginx 1.22 (bookworm) and 1.26 (trixie), older than 1.27.3;
+# testing has the current stable nginx, the same as the official image.
+build "$PROXY_BASE_IMAGE" testing "nginx"

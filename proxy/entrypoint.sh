@@ -2,10 +2,11 @@
 # Writes the runtime part of nginx's configuration from the environment, then runs nginx in the
 # foreground as PID 1. Everything written goes to /tmp/nginx (a tmpfs in the stack).
 #
-#   API_UPSTREAM      the API containers' host:port on the Docker network, comma-separated
-#                     (required), e.g. 172.28.10.11:8000,172.28.10.12:8000. nginx resolves a
-#                     name once, at start: the stack gives fixed addresses, which a replaced
-#                     API container keeps, so the keep-alive pool to them stays valid.
+#   API_UPSTREAM      the API's host:port on the Docker network, comma-separated (required),
+#                     e.g. api:8000. A name is followed as its addresses change (every
+#                     container with the network alias `api`, a Swarm service's tasks.api):
+#                     nginx asks the container's DNS server again every second, with no reload,
+#                     keeping its kept-alive connections. Needs nginx 1.27.3 or later.
 #   PUBLIC_HOST       host[:port] clients reach the proxy at, sent to the API as Host instead of
 #                     the client's own (default localhost:8080), e.g. 127.0.0.1:8080
 #   RATE_LIMIT_RPS    requests per second allowed per client address; 0 disables (default 0)
@@ -18,7 +19,7 @@ fail() {
 }
 
 upstreams=${API_UPSTREAM:-}
-[ -n "$upstreams" ] || fail "API_UPSTREAM is not set: give the API containers' host:port on the Docker network, comma-separated, e.g. 172.28.10.11:8000,172.28.10.12:8000"
+[ -n "$upstreams" ] || fail "API_UPSTREAM is not set: give the API's host:port on the Docker network, comma-separated, e.g. api:8000"
 servers=""
 for upstream in $(echo "$upstreams" | tr ',' ' '); do
     # Only a host name or address and a port: the value lands inside nginx's configuration.
@@ -27,12 +28,20 @@ for upstream in $(echo "$upstreams" | tr ',' ' '); do
     port=${upstream##*:}
     [ "$port" -ge 1 ] && [ "$port" -le 65535 ] \
         || fail "API_UPSTREAM: '$upstream' is not host:port (letters, digits, dots, hyphens; port 1-65535)"
-    # After a failed attempt an instance rests 5 s (requests go to the others), then is tried
-    # again: a restarted or replaced container is back in turn within seconds.
-    servers="${servers}server $upstream max_fails=1 fail_timeout=5s;
+    # A name is resolved again and again (an address needs no resolving). A failed attempt
+    # rests an address 5 s while the others answer.
+    resolve=" resolve"
+    echo "$upstream" | grep -Eq '^[0-9.]+:' && resolve=""
+    servers="${servers}server ${upstream}${resolve} max_fails=1 fail_timeout=5s;
 "
 done
 [ -n "$servers" ] || fail "API_UPSTREAM='$upstreams' names no host:port"
+
+# The DNS server of the container (Docker's own on a user-defined network): what makes the
+# API's name follow its containers.
+nameserver=$(awk '$1 == "nameserver" { print $2; exit }' /etc/resolv.conf)
+[ -n "$nameserver" ] || fail "no nameserver in /etc/resolv.conf: nginx can't resolve API_UPSTREAM"
+case $nameserver in *:*) nameserver="[$nameserver]" ;; esac
 
 public_host=${PUBLIC_HOST:-localhost:8080}
 # A host name, IPv4 or [IPv6] address, and an optional port: the value lands inside nginx's configuration.
@@ -47,6 +56,8 @@ echo "$burst" | grep -Eq '^[0-9]{1,6}$' || fail "RATE_LIMIT_BURST='$burst' is no
 mkdir -p /tmp/nginx
 {
     echo "map \$host \$public_host { default \"$public_host\"; }"
+    # Answers are used for 1 s at most: a new or removed API container counts within a second.
+    echo "resolver $nameserver valid=1s ipv6=off;"
     if [ "$rps" -gt 0 ]; then
         echo "limit_req_zone \$binary_remote_addr zone=per_client:10m rate=${rps}r/s;"
     fi

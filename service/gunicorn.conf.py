@@ -6,6 +6,10 @@ without a new image.
 """
 
 import os
+import time
+from typing import Any
+
+from werkzeug.test import Client
 
 
 def _env_int(name: str, default: int) -> int:
@@ -78,6 +82,56 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 access_log_format = (
     '%({x-forwarded-for}i)s via %(h)s %(t)s rid=%({x-request-id}i)s "%(r)s" %(s)s %(B)s %(D)sus'
 )
+
+# --- Rolling deploys ----------------------------------------------------------------------
+# An instance accepts connections only once it can serve them, and stops accepting the moment
+# it is asked to stop: the proxy, which sends requests to every address of the API's name, then
+# never waits on an instance that is starting or stopping. A refused connection is retried on
+# another instance at once, whatever the method (nothing was sent).
+#
+# The path the image's HEALTHCHECK asks, and gunicorn asks in-process before it listens.
+health_path = os.environ.get("API_HEALTH_PATH", "/")
+# How long a release that fails its start check stays up, not listening, before it exits and
+# Docker restarts it: its address stays put meanwhile, where the proxy meets a quick refusal,
+# rather than coming and going with every restart.
+start_failure_hold = _env_int("GUNICORN_START_FAILURE_HOLD", 60)
+
+
+def on_starting(server: Any) -> None:
+    """Load the app and ask its health path in-process, before the port is bound.
+
+    The app is loaded here, in the master, once: the workers it forks use it as it is (as with
+    preload_app, which would load it before this hook could catch a failure)."""
+    try:
+        with Client(server.app.wsgi()).get(health_path) as response:
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {health_path} answered {response.status}, not 200")
+    except Exception:
+        server.log.exception(
+            "start check failed: not listening; exiting in %s s (Docker then restarts it)",
+            start_failure_hold,
+        )
+        time.sleep(start_failure_hold)
+        raise SystemExit(1) from None
+
+
+def post_worker_init(worker: Any) -> None:
+    """On a graceful stop (SIGTERM), let go of the listening socket as soon as the worker stops
+    accepting; once every worker has, the port refuses connections. Without this, gunicorn keeps
+    it open while in-flight and kept-alive requests finish (up to 2 s), and connections queued
+    meanwhile wait that long, then are reset. gthread workers only (the stack's)."""
+    set_accept_enabled = getattr(worker, "set_accept_enabled", None)
+    if set_accept_enabled is None:
+        return
+
+    def set_accept_enabled_then_release(enabled: bool) -> None:
+        set_accept_enabled(enabled)
+        if not enabled and not worker.alive:
+            for listener in worker.sockets:
+                listener.close()  # gunicorn's own close at exit is then a no-op
+
+    worker.set_accept_enabled = set_accept_enabled_then_release
+
 
 # --- Control socket ------------------------------------------------------------------------
 # gunicorn 25+ opens a control socket for `gunicornc` under $HOME; nothing in a container uses

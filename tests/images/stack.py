@@ -18,7 +18,6 @@ from docker.models.networks import Network
 
 import contract
 from engine_harness.free_resources import free_subnet
-from rest_api_stack import api_addresses, dynamic_range
 from tests.conftest import TEST_LABEL
 
 T = TypeVar("T")
@@ -124,9 +123,8 @@ class Stack:
     containers: list[Container] = field(default_factory=list)
 
     def create_network(self) -> Network:
-        """A network with its own subnet, Docker allocating from the upper half (as the stack's)."""
-        subnet = free_subnet(self.client)
-        pool = docker.types.IPAMPool(subnet=subnet, iprange=dynamic_range(subnet))
+        """A network with a subnet of its own (as the stack's)."""
+        pool = docker.types.IPAMPool(subnet=free_subnet(self.client))
         self.network = self.client.networks.create(
             self.name,
             driver="bridge",
@@ -135,12 +133,6 @@ class Stack:
         )
         self.network.reload()
         return self.network
-
-    def api_address(self, replica: int = 1) -> str:
-        """The fixed address of API container `replica` (from 1), as the program gives it."""
-        assert self.network is not None
-        subnet = self.network.attrs["IPAM"]["Config"][0]["Subnet"]
-        return api_addresses(subnet, replica)[-1]
 
     def run(self, image: str, name: str, **kwargs: Any) -> Container:
         """Create and start a test-labelled container (create never pulls, unlike run)."""
@@ -152,15 +144,17 @@ class Stack:
         container.reload()
         return container
 
-    def start_api(self, name: str = "api", replica: int = 1) -> Container:
+    def start_api(
+        self, name: str = "api", image: str | None = None, environment: dict[str, str] | None = None
+    ) -> Container:
+        """An API container answering to the alias, as the stack runs it (Docker picks its
+        address)."""
         assert self.network is not None
-        endpoint = self.client.api.create_endpoint_config(
-            aliases=[contract.API_ALIAS], ipv4_address=self.api_address(replica)
-        )
+        endpoint = self.client.api.create_endpoint_config(aliases=[contract.API_ALIAS])
         return self.run(
-            self.api_image,
+            image or self.api_image,
             name,
-            environment={"PORT": str(contract.API_PORT)},
+            environment={"PORT": str(contract.API_PORT), **(environment or {})},
             user=contract.API_USER,
             network=self.network.name,
             networking_config={self.network.name: endpoint},
@@ -169,7 +163,7 @@ class Stack:
 
     def start_proxy(self, environment: dict[str, str] | None = None) -> Container:
         if environment is None:
-            environment = {"API_UPSTREAM": f"{self.api_address()}:{contract.API_PORT}"}
+            environment = {"API_UPSTREAM": f"{contract.API_ALIAS}:{contract.API_PORT}"}
         network = {"network": self.network.name} if self.network is not None else {}
         return self.run(
             self.proxy_image,
@@ -226,8 +220,3 @@ def host_port(container: Container, container_port: int) -> int:
     """The host port Docker published container_port on (read after container.reload())."""
     [binding] = container.attrs["NetworkSettings"]["Ports"][f"{container_port}/tcp"]
     return int(binding["HostPort"])
-
-
-def ip_address(container: Container, network: Network) -> str:
-    container.reload()
-    return str(container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"])

@@ -1,12 +1,15 @@
 """gunicorn as the image runs it: the project's gunicorn.conf.py, a real process and socket."""
 
+import errno
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,3 +166,83 @@ def test_non_integer_port_is_refused_with_a_clear_message() -> None:
 
     assert result.returncode != 0
     assert "PORT='eighty' is not an integer" in result.stdout + result.stderr
+
+
+def start_gunicorn(tmp_path: Path, service_dir: Path, **environment: str) -> Gunicorn:
+    """gunicorn with the project's config from `service_dir`, on a port of its own."""
+    port = free_port()
+    with (tmp_path / "stdout").open("wb") as stdout, (tmp_path / "stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "wsgi:app"],
+            cwd=service_dir,
+            env={**service_env(port), **environment},
+            stdout=stdout,
+            stderr=stderr,
+        )
+    return Gunicorn(process, port, tmp_path / "stdout", tmp_path / "stderr")
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(REQUEST_TIMEOUT)
+        return probe.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+
+
+def broken_import(service: Path) -> None:
+    with (service / "rest_api" / "routes.py").open("a") as routes:
+        routes.write('raise RuntimeError("a release that cannot import")\n')
+
+
+@pytest.mark.parametrize(
+    ("breakage", "environment", "reason"),
+    [
+        (broken_import, {}, "a release that cannot import"),
+        (None, {"API_HEALTH_PATH": "/no-such-path"}, "GET /no-such-path answered 404"),
+    ],
+    ids=["import-fails", "health-path-fails"],
+)
+def test_a_release_that_fails_its_start_check_never_listens(
+    tmp_path: Path,
+    breakage: Callable[[Path], None] | None,
+    environment: dict[str, str],
+    reason: str,
+) -> None:
+    """Never listening, it gets no request from the proxy (a refused connection is retried on
+    another instance); it stays up for the hold, so its address stays put, then exits."""
+    service = tmp_path / "service"
+    shutil.copytree(SERVICE_DIR, service, ignore=shutil.ignore_patterns("__pycache__"))
+    if breakage is not None:
+        breakage(service)
+    server = start_gunicorn(tmp_path, service, GUNICORN_START_FAILURE_HOLD="3", **environment)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while "start check failed" not in server.output():
+            assert time.monotonic() < deadline, f"no start check failure logged\n{server.output()}"
+            time.sleep(0.1)
+        assert reason in server.output()
+        assert server.process.poll() is None, "exited at once instead of holding"
+        assert refused(server.port), "listening although its start check failed"
+        assert server.process.wait(timeout=15) != 0
+    finally:
+        stop(server.process)
+
+
+def test_a_graceful_stop_refuses_new_connections_at_once(tmp_path: Path) -> None:
+    """SIGTERM: new connections are refused straight away (the proxy retries them elsewhere),
+    while a request on a kept-alive connection is still answered, then the process exits."""
+    server = start_gunicorn(tmp_path, SERVICE_DIR)
+    try:
+        wait_until_serving(server)
+        with requests.Session() as kept_alive:
+            kept_alive.get(server.url, timeout=REQUEST_TIMEOUT).raise_for_status()
+            server.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 1.0
+            while not refused(server.port):
+                assert time.monotonic() < deadline, "still accepting 1 s after SIGTERM"
+                time.sleep(0.02)
+            response = kept_alive.get(server.url, timeout=REQUEST_TIMEOUT)
+            assert response.status_code == 200
+            assert response.headers.get("Connection") == "close"
+        assert server.process.wait(timeout=15) == 0, server.output()
+    finally:
+        stop(server.process)
