@@ -1,4 +1,4 @@
-"""Pulumi mocks that apply each declared Docker resource to a real engine.
+"""Pulumi mocks that apply each declared Docker resource to a real engine, as `pulumi up` would.
 
 Under Pulumi's mock runtime the program registers its resources with `new_resource`; this
 class creates each one on the engine through the Docker SDK for Python with every declared
@@ -6,16 +6,19 @@ input, waits where the program asks it to, and returns the real state as the res
 outputs. An input it does not know how to apply is an error, so nothing declared is silently
 dropped.
 
-A small state file per stack records what was created and from which inputs, like Pulumi's
-own state: a run with unchanged inputs leaves the object alone, a changed one is replaced
-(deleted first, as the program asks with delete_before_replace), and objects no longer
-declared are removed. `destroy` removes everything in reverse order.
+A state file per stack records what was created, from which inputs, with which init errors
+and whether it is marked for deletion, like Pulumi's own state. A changed resource is replaced
+as the engine replaces it (create-first or delete-first, deletes at the end, a failed health
+wait left running): `provider_rules` has each rule with the source it was read from.
+`destroy` removes everything in reverse order.
 """
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +27,18 @@ import docker
 import docker.errors
 import docker.types
 import pulumi
+from pulumi.runtime.mocks import MockMonitor
 
-NETWORK = "docker:index/network:Network"
-IMAGE = "docker:index/image:Image"
-CONTAINER = "docker:index/container:Container"
+from engine_harness.provider_rules import (
+    CONTAINER,
+    IMAGE,
+    INIT_ERROR_KEY,
+    NETWORK,
+    UNHEALTHY_ERROR,
+    WAIT_POLL_SECONDS,
+    deletes_first,
+    replaces,
+)
 
 
 class UnappliedInputError(RuntimeError):
@@ -38,15 +49,52 @@ class DeployError(RuntimeError):
     """The engine refused or failed a declared resource."""
 
 
+class PartialCreate(Exception):
+    """The object exists on the engine but failed to initialize (e.g. its health wait)."""
+
+    def __init__(self, resource_id: str, outputs: dict[str, Any], reason: str) -> None:
+        super().__init__(reason)
+        self.resource_id, self.outputs, self.reason = resource_id, outputs, reason
+
+
 @dataclass
 class Record:
-    """One resource as applied: its type, logical name, inputs, engine id and outputs."""
+    """One resource as applied: its type, logical name, inputs, engine id and outputs; the
+    reasons it failed to initialize; marked for deletion when replaced create-first."""
 
     typ: str
     name: str
     inputs: dict[str, Any]
     id: str
     outputs: dict[str, Any]
+    init_errors: list[str] = field(default_factory=list)
+    delete: bool = False
+
+
+@dataclass(frozen=True)
+class Options:
+    """The resource options of a registration that decide how it is replaced."""
+
+    urn: str = ""
+    delete_before_replace: bool | None = None
+    replace_on_changes: tuple[str, ...] = ()
+
+
+class OptionsMonitor(MockMonitor):
+    """The mock runtime's monitor, also keeping each registration's options (the mocks'
+    `new_resource` sees only its inputs) in `mocks.options`, by logical name."""
+
+    def RegisterResource(self, request: Any) -> Any:
+        options = getattr(self.mocks, "options", None)
+        if options is not None:
+            options[request.name] = Options(
+                urn=self.make_urn(request.parent, request.type, request.name),
+                delete_before_replace=(
+                    request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None
+                ),
+                replace_on_changes=tuple(request.replaceOnChanges),
+            )
+        return super().RegisterResource(request)
 
 
 @dataclass
@@ -57,6 +105,10 @@ class Summary:
     replaced: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+
+
+def _covers(options: Options, key: str) -> bool:
+    return "*" in options.replace_on_changes or key in options.replace_on_changes
 
 
 def _require_known(typ: str, name: str, inputs: dict[str, Any], known: set[str]) -> None:
@@ -78,11 +130,16 @@ class EngineMocks(pulumi.runtime.Mocks):
     def __init__(self, client: docker.DockerClient, state_file: Path) -> None:
         self.client = client
         self.state_file = state_file
-        self.previous: dict[str, Record] = {
-            record.name: record for record in load_state(state_file)
-        }
+        records = load_state(state_file)
+        self.previous: dict[str, Record] = {r.name: r for r in records if not r.delete}
+        # Replaced create-first by a deployment that failed before its deletes.
+        self.marked: list[Record] = [r for r in records if r.delete]
         self.applied: list[Record] = []
         self.summary = Summary()
+        # Filled by OptionsMonitor as the program registers resources.
+        self.options: dict[str, Options] = {}
+        # (monotonic time, "create" | "delete", Docker name) of every container, for tests.
+        self.events: list[tuple[float, str, str]] = []
         # Independent resources are registered from several threads at once.
         self._lock = threading.Lock()
         self._handlers: dict[str, Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]] = {
@@ -109,16 +166,51 @@ class EngineMocks(pulumi.runtime.Mocks):
             changed = previous is not None and (
                 previous.inputs != inputs or previous.outputs.get("repoDigest") != resource_id
             )
-            self._record(args, inputs, resource_id, outputs, changed, previous)
+            record = Record(args.typ, args.name, inputs, resource_id, outputs)
+            self._record(record, previous, changed=changed)
             return resource_id, outputs
-        if previous and previous.inputs == inputs and self._exists(previous):
-            self._record(args, inputs, previous.id, previous.outputs, False, previous)
-            return previous.id, previous.outputs
-        if previous:
-            # Names are fixed, so the old object goes before the new one comes.
-            self._delete(previous)
-        resource_id, outputs = handler(args.name, inputs)
-        self._record(args, inputs, resource_id, outputs, previous is not None, previous)
+        options = self.options.get(args.name, Options())
+        replaced = None  # the previous object, when it goes only at the end
+        if previous is not None and self._exists(previous):
+            changed = {
+                k
+                for k in inputs.keys() | previous.inputs.keys()
+                if inputs.get(k) != previous.inputs.get(k)
+            }
+            retry = bool(previous.init_errors) and _covers(options, INIT_ERROR_KEY)
+            if not changed and not retry:
+                # Unchanged; an empty update clears init errors, checking nothing.
+                self._record(
+                    Record(args.typ, args.name, inputs, previous.id, previous.outputs),
+                    previous,
+                    changed=False,
+                )
+                return previous.id, previous.outputs
+            if (
+                changed
+                and not retry
+                and not replaces(args.typ, changed, list(options.replace_on_changes))
+            ):
+                raise UnappliedInputError(
+                    f"{args.typ} {args.name!r}: {sorted(changed)} would be updated in place,"
+                    " which the engine harness does not emulate; replace on change instead"
+                )
+            if deletes_first(args.typ, inputs, options.delete_before_replace):
+                self._delete(previous)
+            else:
+                replaced = previous
+        elif previous is not None:
+            self._delete(previous)  # gone from the engine already; recreated
+        try:
+            resource_id, outputs = handler(args.name, inputs)
+        except PartialCreate as partial:
+            # Recorded with its init error and left as it is; what it replaces stays marked.
+            record = Record(
+                args.typ, args.name, inputs, partial.resource_id, partial.outputs, [partial.reason]
+            )
+            self._record(record, previous, replaced)
+            raise DeployError(f"creating {options.urn or args.name}: {partial.reason}") from None
+        self._record(Record(args.typ, args.name, inputs, resource_id, outputs), previous, replaced)
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]]]:
@@ -128,38 +220,47 @@ class EngineMocks(pulumi.runtime.Mocks):
 
     def _record(
         self,
-        args: pulumi.runtime.MockResourceArgs,
-        inputs: dict[str, Any],
-        resource_id: str,
-        outputs: dict[str, Any],
-        changed: bool,
+        record: Record,
         previous: Record | None,
+        replaced: Record | None = None,
+        *,
+        changed: bool = True,
     ) -> None:
         with self._lock:
-            self.applied.append(Record(args.typ, args.name, inputs, resource_id, outputs))
+            self.applied.append(record)
+            if replaced is not None:
+                replaced.delete = True
+                self.marked.append(replaced)
             if previous is None:
-                self.summary.created.append(args.name)
+                self.summary.created.append(record.name)
             elif changed:
-                self.summary.replaced.append(args.name)
+                self.summary.replaced.append(record.name)
             else:
-                self.summary.unchanged.append(args.name)
+                self.summary.unchanged.append(record.name)
             save_state(self.state_file, self._current_state())
 
     def _current_state(self) -> list[Record]:
         """What exists now, in creation order: the earlier records in their places (this run's
-        where it re-declared one), then this run's new ones. A run that fails half-way thus
-        leaves a state that still lists each network before the containers attached to it."""
+        where it re-declared one), then this run's new ones, then those marked for deletion. A
+        run that fails half-way thus leaves a state that still lists each network before the
+        containers attached to it."""
         applied = {record.name: record for record in self.applied}
         kept = [applied.pop(name, record) for name, record in self.previous.items()]
-        return kept + list(applied.values())
+        return kept + list(applied.values()) + self.marked
 
     def finish(self) -> Summary:
-        """After a successful run: remove what the program no longer declares."""
+        """After a successful run: delete what was replaced create-first (in this run or a
+        failed earlier one) and what the program no longer declares, as the engine does at the
+        end of a deployment: containers in parallel, then networks."""
         declared = {record.name for record in self.applied}
-        for record in reversed(list(self.previous.values())):
-            if record.name not in declared:
-                self._delete(record)
-                self.summary.deleted.append(record.name)
+        gone = [r for r in self.previous.values() if r.name not in declared]
+        self.summary.deleted.extend(r.name for r in gone)
+        doomed = self.marked + gone
+        for kind in (CONTAINER, NETWORK):
+            batch = [record for record in doomed if record.typ == kind]
+            with ThreadPoolExecutor(max_workers=max(len(batch), 1)) as pool:
+                list(pool.map(self._delete, batch))
+        self.marked = []
         save_state(self.state_file, self.applied)
         return self.summary
 
@@ -170,8 +271,7 @@ class EngineMocks(pulumi.runtime.Mocks):
             if record.typ == NETWORK:
                 self.client.networks.get(record.id)
             elif record.typ == CONTAINER:
-                container = self.client.containers.get(record.id)
-                return bool(container.status == "running")
+                self.client.containers.get(record.id)
             elif record.typ == IMAGE:
                 self.client.images.get(record.id)
         except docker.errors.NotFound:
@@ -179,10 +279,17 @@ class EngineMocks(pulumi.runtime.Mocks):
         return True
 
     def _delete(self, record: Record) -> None:
+        if record.typ == CONTAINER:
+            self._event("delete", str(record.outputs.get("name", record.id)))
         delete_object(self.client, record)
+
+    def _event(self, action: str, name: str) -> None:
+        with self._lock:
+            self.events.append((time.monotonic(), action, name))
 
     def _network(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         _require_known(NETWORK, name, inputs, {"name", "driver", "labels", "ipamConfigs"})
+        inputs = {"name": autoname(name), **inputs}
         pools = []
         for config in inputs.get("ipamConfigs") or []:
             _sub_keys(NETWORK, name, "ipamConfigs", config, {"subnet", "ipRange", "gateway"})
@@ -253,9 +360,14 @@ class EngineMocks(pulumi.runtime.Mocks):
 
     def _container(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         _require_known(CONTAINER, name, inputs, CONTAINER_INPUTS)
+        inputs = {"name": autoname(name), **inputs}
         kwargs = container_create_args(self.client, name, inputs)
         networks = inputs.get("networksAdvanced") or []
         container = self.client.containers.create(**kwargs)
+        self._event("create", inputs["name"])
+        outputs = {**inputs, "id": container.id}
+        # From here on the container is the resource's, whatever fails (the provider records
+        # its id right after the create).
         try:
             # The first network is attached at create time; any others before the start.
             for extra in networks[1:]:
@@ -268,11 +380,14 @@ class EngineMocks(pulumi.runtime.Mocks):
             container.start()
             if inputs.get("wait"):
                 wait_healthy(container, float(inputs.get("waitTimeout", 60)))
-        except Exception:
-            container.remove(force=True)
-            raise
-        container.reload()
-        return container.id, {**inputs, "id": container.id}
+        except (docker.errors.DockerException, DeployError) as error:
+            raise PartialCreate(container.id, outputs, str(error)) from None
+        return container.id, outputs
+
+
+def autoname(logical_name: str) -> str:
+    """pulumi-docker's name for a resource declared without one."""
+    return f"{logical_name}-{secrets.token_hex(4)[:7]}"
 
 
 # Container inputs the harness applies (pulumi-docker wire names).
@@ -296,6 +411,7 @@ CONTAINER_INPUTS = {
     "logOpts",
     "wait",
     "waitTimeout",
+    "destroyGraceSeconds",
 }
 
 # Keys of a container's networksAdvanced entry the harness applies.
@@ -365,33 +481,46 @@ def container_create_args(
 
 
 def wait_healthy(container: Any, timeout: float) -> None:
-    """Wait until the container's health check passes, as pulumi-docker's `wait` does."""
+    """Wait until the container's health check passes, as pulumi-docker's `wait` does: poll
+    every second until the deadline, whatever else the container does (exits, restarts)."""
     deadline = time.monotonic() + timeout
-    state: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    while True:
         container.reload()
-        state = container.attrs["State"]
-        health = (state.get("Health") or {}).get("Status")
+        health = container.attrs["State"].get("Health")
         if health is None:
             raise DeployError(f"container {container.name}: wait declared but no health check")
-        if health == "healthy":
+        if health.get("Status") == "healthy":
             return
-        if state.get("Status") in {"exited", "dead"}:
-            break
-        time.sleep(0.5)
-    logs = container.logs(tail=30).decode(errors="replace")
-    raise DeployError(
-        f"container {container.name} not healthy within {timeout:.0f}s "
-        f"(status {state.get('Status')}, health {(state.get('Health') or {}).get('Status')});"
-        f" last logs:\n{logs}"
+        if time.monotonic() + WAIT_POLL_SECONDS > deadline:
+            raise DeployError(UNHEALTHY_ERROR)
+        time.sleep(WAIT_POLL_SECONDS)
+
+
+def health_report(client: docker.DockerClient, name: str) -> str:
+    """What a user looks at when a container never became healthy: its health status, the last
+    health check's exit code and output, and its last log lines."""
+    container = client.containers.get(name)
+    state = container.attrs["State"]
+    health = state.get("Health") or {}
+    log = (health.get("Log") or [{}])[-1]
+    lines = container.logs(tail=10).decode(errors="replace").rstrip()
+    return (
+        f"container {container.name}: {state.get('Status')}, restarted"
+        f" {container.attrs.get('RestartCount', 0)} times, health {health.get('Status')};"
+        f" last health check exited {log.get('ExitCode')}: {str(log.get('Output', '')).strip()}"
+        f"\nlast log lines:\n{lines}"
     )
 
 
 def delete_object(client: docker.DockerClient, record: Record) -> None:
-    """Remove one applied object; gone already is fine. Images stay, as with pulumi-docker."""
+    """Remove one applied object as the provider does; gone already is fine. A container is
+    stopped first (its STOPSIGNAL, then SIGKILL after `destroyGraceSeconds`, at once when
+    unset). Images stay, as with pulumi-docker."""
     try:
         if record.typ == CONTAINER:
-            client.containers.get(record.id).remove(force=True)
+            container = client.containers.get(record.id)
+            container.stop(timeout=int(record.inputs.get("destroyGraceSeconds", 0)))
+            container.remove(force=True)
         elif record.typ == NETWORK:
             client.networks.get(record.id).remove()
     except docker.errors.NotFound:

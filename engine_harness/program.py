@@ -14,6 +14,8 @@ import pulumi.runtime
 import yaml
 from pulumi.runtime.sync_await import _ensure_event_loop
 
+from engine_harness.docker_mocks import OptionsMonitor
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INFRA_DIR = REPO_ROOT / "infra"
 
@@ -68,7 +70,10 @@ def run_program(
     """
     project = project or project_name()
     pulumi.runtime.set_all_config(config)
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
+    # The monitor hands each registration's options (delete_before_replace, ...) to the mocks.
+    pulumi.runtime.set_mocks(
+        mocks, project=project, stack=stack, preview=False, monitor=OptionsMonitor(mocks)
+    )
     exports: dict[str, Any] = {}
     declared: dict[str, Any] = {}
 

@@ -1,9 +1,9 @@
 """Deploys the Flask-Rebar REST API behind an nginx reverse proxy on the local Docker engine.
 
 Two images built from service/ and proxy/, a private bridge network on `networkSubnet`,
-`apiReplicas` API containers at fixed addresses in it, and one proxy container publishing
-`proxyPort` on `proxyBindAddress`. Exports the proxy URL, image references, network and
-container names.
+`apiReplicas` API containers in it (replaced without downtime on later deploys), and one proxy
+container publishing `proxyPort` on `proxyBindAddress`. Exports the proxy URL, image
+references, network and container names.
 """
 
 import pulumi
@@ -16,7 +16,8 @@ settings = load_settings()
 project, stack = pulumi.get_project(), pulumi.get_stack()
 
 rest_api = RestApiStack(
-    "rest-api",
+    # Every resource's logical name starts with it, and so the API containers' Docker names.
+    f"{project}-{stack}",
     RestApiStackArgs(
         settings=settings,
         name_prefix=f"{project}-{stack}",

@@ -1,17 +1,18 @@
 """Names and ports shared by the Pulumi program, the images and the tests.
 
 The one place these values are written down: the program passes them to the containers
-(the proxy learns the API containers' addresses and port from API_UPSTREAM, the API its port
-from PORT),
-and every test tier imports them from here.
+(the proxy learns the API's alias and port from API_UPSTREAM, the API its port from PORT and
+its health path from API_HEALTH_PATH), and every test tier imports them from here.
 """
 
 from typing import Final
 
-# The network alias that every API container answers to, for other containers on the stack's
-# network (the proxy itself lists the API containers' fixed addresses: nginx resolves names
-# only at start).
+# The network alias that every API container answers to on the stack's network: the proxy sends
+# requests to whatever containers it names (nginx resolves it again every second).
 API_ALIAS: Final = "api"
+# The path an API container answers with 200 once it can take requests: its HEALTHCHECK asks it,
+# and gunicorn asks it in-process before it listens (service/gunicorn.conf.py).
+API_HEALTH_PATH: Final = "/"
 # The port gunicorn listens on inside an API container (never published to the host).
 API_PORT: Final = 8000
 # The port nginx listens on inside the proxy container (proxy/nginx.conf `listen`).

@@ -20,11 +20,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TMPFS_OPTIONS = "rw,noexec,nosuid,nodev,size=16m"
 # Bounded container logs, so a chatty container can't fill the host's disk.
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
-# API container n (from 1) has the subnet's address number API_ADDRESS_OFFSET + n: fixed, so
-# that a replaced container comes back at the same address, where the proxy's keep-alive pool
-# expects it. Docker itself allocates only from the subnet's upper half (the proxy, anything
-# else attached), so it can never take one of these while an API container is being replaced.
-API_ADDRESS_OFFSET = 10
+# A new container must report healthy within this long, or the deploy fails (and the previous
+# release keeps serving: see RestApiStack).
+HEALTHY_WITHIN_SECONDS = 60
+# gunicorn's time for in-flight requests after SIGTERM, and the time Docker gives an API
+# container between SIGTERM and SIGKILL when the deploy removes it: the first stays below the
+# second (gunicorn also lingers up to 2 s on kept-alive connections), so a stop is graceful.
+API_GRACEFUL_TIMEOUT_SECONDS = 8
+API_STOP_GRACE_SECONDS = 15
+# nginx's graceful stop (SIGQUIT, the image's STOPSIGNAL) lets requests in flight finish.
+PROXY_STOP_GRACE_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,6 @@ def proxy_url(bind_address: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def api_addresses(subnet: str, replicas: int) -> list[str]:
-    """The fixed addresses of the API containers, in the subnet's lower half."""
-    network = ipaddress.ip_network(subnet)
-    return [str(network[API_ADDRESS_OFFSET + n]) for n in range(1, replicas + 1)]
-
-
 def gateway(subnet: str) -> str:
     """The subnet's first address, which Docker would pick anyway. Declared, so that what the
     provider reads back from the network equals the inputs and no change is ever planned."""
@@ -75,6 +74,17 @@ def dynamic_range(subnet: str) -> str:
 
 
 class RestApiStack(pulumi.ComponentResource):
+    """A bridge network, the API and proxy images, `apiReplicas` API containers and the proxy.
+
+    Deploys after the first replace API containers without downtime: each API container is
+    auto-named (its logical name plus a random suffix), so a changed one is replaced
+    create-before-delete: the new container starts beside the old one, Pulumi waits for it to
+    be healthy, and removes the old one (gracefully) only at the end of the deployment. The
+    proxy follows the containers by their network alias, so it is never changed for them.
+    A release that never becomes healthy fails the deploy, and the old containers keep serving.
+    The proxy owns the published port: a change to it replaces it delete-first (a short gap).
+    """
+
     url: pulumi.Output[str]
     api_image: pulumi.Output[str]
     proxy_image: pulumi.Output[str]
@@ -97,7 +107,6 @@ class RestApiStack(pulumi.ComponentResource):
                 docker.NetworkIpamConfigArgs(
                     subnet=settings.network_subnet,
                     gateway=gateway(settings.network_subnet),
-                    ip_range=dynamic_range(settings.network_subnet),
                 )
             ],
             labels=[
@@ -110,18 +119,18 @@ class RestApiStack(pulumi.ComponentResource):
         api_image = self._image(f"{name}-api-image", args, contract.API_CONTEXT, "api")
         proxy_image = self._image(f"{name}-proxy-image", args, contract.PROXY_CONTEXT, "proxy")
 
-        addresses = api_addresses(settings.network_subnet, settings.api_replicas)
         api_containers = [
             self._container(
                 f"{name}-api-{index}",
                 args,
                 role=contract.ROLE_API,
-                docker_name=f"{args.name_prefix}-api-{index}",
                 image=api_image,
                 envs=[
                     f"PORT={contract.API_PORT}",
+                    f"API_HEALTH_PATH={contract.API_HEALTH_PATH}",
                     f"WEB_CONCURRENCY={settings.api_workers}",
                     f"GUNICORN_THREADS={settings.api_threads}",
+                    f"GUNICORN_GRACEFUL_TIMEOUT={API_GRACEFUL_TIMEOUT_SECONDS}",
                     # Off by default: the proxy logs every request, with the same request id,
                     # and a second line per request costs the API a third of its CPU.
                     f"GUNICORN_ACCESS_LOG={'on' if settings.api_access_log else 'off'}",
@@ -129,12 +138,17 @@ class RestApiStack(pulumi.ComponentResource):
                     f"FORWARDED_ALLOW_IPS={settings.network_subnet}",
                 ],
                 network=docker.ContainerNetworksAdvancedArgs(
-                    name=network.name, aliases=[contract.API_ALIAS], ipv4_address=address
+                    name=network.name, aliases=[contract.API_ALIAS]
                 ),
                 memory_mb=settings.api_memory_mb,
                 user=contract.API_USER,
+                stop_grace_seconds=API_STOP_GRACE_SECONDS,
+                # No fixed name: pulumi-docker then names it `<logical name>-<7 hex>`, and the
+                # replacement can start before the old one is removed. (pulumi-docker asks for
+                # delete-first on every container; this option overrides it.)
+                opts=pulumi.ResourceOptions(delete_before_replace=False),
             )
-            for index, address in enumerate(addresses, start=1)
+            for index in range(1, settings.api_replicas + 1)
         ]
 
         url = proxy_url(settings.proxy_bind_address, settings.proxy_port)
@@ -142,12 +156,11 @@ class RestApiStack(pulumi.ComponentResource):
             f"{name}-proxy",
             args,
             role=contract.ROLE_PROXY,
-            docker_name=f"{args.name_prefix}-proxy",
             image=proxy_image,
             envs=[
-                # Fixed addresses, not the alias: nginx resolves upstream servers once, at start.
-                "API_UPSTREAM="
-                + ",".join(f"{address}:{contract.API_PORT}" for address in addresses),
+                # The alias, which nginx resolves again every second: it follows the API
+                # containers as deploys replace them, and the proxy never changes for them.
+                f"API_UPSTREAM={contract.API_ALIAS}:{contract.API_PORT}",
                 # The API sees this Host, never the client's (the spec's `host` comes from it).
                 f"PUBLIC_HOST={urlsplit(url).netloc}",
                 f"RATE_LIMIT_RPS={settings.rate_limit_per_second}",
@@ -168,8 +181,16 @@ class RestApiStack(pulumi.ComponentResource):
             # ports under sustained load and throughput collapses (bench/results/results.md,
             # "Sustained load"). Namespaced: this container only.
             sysctls={"net.ipv4.tcp_tw_reuse": "1"},
-            # The API containers wait until healthy, so the proxy starts with a healthy API.
-            depends_on=api_containers,
+            stop_grace_seconds=PROXY_STOP_GRACE_SECONDS,
+            opts=pulumi.ResourceOptions(
+                # A fixed name: it owns the published port, which the old container must
+                # release before a new one can bind it, so it is replaced delete-first.
+                delete_before_replace=True,
+                # The API containers wait until healthy, so the proxy starts with a healthy API.
+                # (Only an ordering: replacing an API container never touches the proxy.)
+                depends_on=api_containers,
+            ),
+            docker_name=f"{args.name_prefix}-proxy",
         )
 
         self.url = pulumi.Output.from_input(url)
@@ -221,18 +242,20 @@ class RestApiStack(pulumi.ComponentResource):
         args: RestApiStackArgs,
         *,
         role: str,
-        docker_name: str,
         image: docker.Image,
         envs: list[pulumi.Input[str]],
         network: docker.ContainerNetworksAdvancedArgs,
         memory_mb: int,
         user: str,
+        stop_grace_seconds: int,
+        opts: pulumi.ResourceOptions,
+        docker_name: str | None = None,
         ports: list[docker.ContainerPortArgs] | None = None,
         sysctls: dict[str, str] | None = None,
-        depends_on: list[docker.Container] | None = None,
     ) -> docker.Container:
         """A container with what every container of the stack gets: least privilege,
-        bounded resources and logs, a restart policy, and a wait for its health check."""
+        bounded resources and logs, a restart policy, a wait for its health check, a graceful
+        stop, and replacement (never an update in place) for any change."""
         limit = args.settings.process_limit
         return docker.Container(
             resource_name,
@@ -261,9 +284,19 @@ class RestApiStack(pulumi.ComponentResource):
             log_opts=LOG_OPTIONS,
             # Wait for the image's HEALTHCHECK to report healthy before going on.
             wait=True,
-            wait_timeout=90,
-            # Names are fixed, so a replacement must remove the old container first.
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=depends_on, delete_before_replace=True
+            wait_timeout=HEALTHY_WITHIN_SECONDS,
+            # Removal stops the container first (its STOPSIGNAL, then SIGKILL after this long);
+            # unset, pulumi-docker would kill it at once.
+            destroy_grace_seconds=stop_grace_seconds,
+            opts=pulumi.ResourceOptions.merge(
+                pulumi.ResourceOptions(
+                    parent=self,
+                    # Some fields (memory, restart, tmpfs, ...) pulumi-docker would update in
+                    # place, or only in its state; a replacement applies every change, and a
+                    # container whose health wait failed is replaced on the next deploy rather
+                    # than kept as it is.
+                    replace_on_changes=["*"],
+                ),
+                opts,
             ),
         )

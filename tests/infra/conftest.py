@@ -12,6 +12,7 @@ import pulumi
 import pytest
 
 import contract
+from engine_harness.docker_mocks import Options, autoname
 from engine_harness.program import run_program
 from tests.engine_stacks import PROJECT, full_config
 
@@ -21,6 +22,8 @@ class Registered:
     typ: str
     name: str
     inputs: dict[str, Any]
+    options: Options
+    outputs: dict[str, Any]
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -28,6 +31,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def __init__(self) -> None:
         self.resources: list[Registered] = []
+        # Each registration's resource options, filled in by the harness's OptionsMonitor.
+        self.options: dict[str, Options] = {}
         # For each registration, the names whose registration had completed when it began.
         self.completed_before: dict[str, set[str]] = {}
         self._completed: set[str] = set()
@@ -44,8 +49,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["repoDigest"] = f"sha256:{digest}"
         if args.typ == "docker:index/network:Network":
             outputs["ipamConfigs"] = [{"subnet": "172.31.0.0/16"}]
+        if args.typ.endswith(":Container") and "name" not in args.inputs:
+            outputs["name"] = autoname(args.name)  # as pulumi-docker names it
         with self._lock:
-            self.resources.append(Registered(args.typ, args.name, dict(args.inputs)))
+            options = self.options[args.name]
+            self.resources.append(
+                Registered(args.typ, args.name, dict(args.inputs), options, outputs)
+            )
             self._completed.add(args.name)
         return f"{args.name}-id", outputs
 

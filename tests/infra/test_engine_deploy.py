@@ -11,7 +11,7 @@ import contract
 from engine_harness.docker_mocks import DeployError, EngineMocks, UnappliedInputError, destroy
 from engine_harness.free_resources import free_subnet
 from tests.conftest import TEST_LABEL, Up
-from tests.engine_stacks import smoke, stack_objects
+from tests.engine_stacks import PROJECT, smoke, stack_objects
 
 pytestmark = pytest.mark.engine
 
@@ -76,11 +76,12 @@ def test_a_subnet_in_use_fails_the_deploy_naming_it_and_creates_no_container(
         labels={TEST_LABEL: "1"},
     )
     try:
-        # Docker's words: "networks have overlapping IPv4", or, as the program declares the
-        # gateway, "failed to allocate gateway (...): Address already in use".
-        with pytest.raises(DeployError, match=r"overlapping|already in use") as raised:
+        # Docker's words vary with its version and the declared gateway: "Pool overlaps with
+        # other one", "networks have overlapping IPv4", "Address already in use".
+        with pytest.raises(DeployError, match=r"overlap|already in use") as raised:
             engine_up(unique_name, networkSubnet=subnet)
-        assert f"rest-api-network' (subnet {subnet})" in str(raised.value), raised.value
+        network = f"{PROJECT}-{unique_name}-network"
+        assert f"{network}' (subnet {subnet})" in str(raised.value), raised.value
         assert stack_objects(docker_client, unique_name) == []
     finally:
         taken.remove()

@@ -1,11 +1,12 @@
 """The resource graph the program declares, checked under Pulumi's mock runtime."""
 
 import ipaddress
+import re
 
 import pytest
 
 import contract
-from tests.infra.conftest import PROJECT, Deploy, Deployment, Registered, labels_of
+from tests.infra.conftest import PROJECT, Deploy, Deployment, labels_of
 
 pytestmark = pytest.mark.unit
 
@@ -28,15 +29,47 @@ def test_replicas_follow_config(deploy: Deploy) -> None:
 
 def test_names_derive_from_project_stack_and_role(deploy: Deploy) -> None:
     one, two = deploy(stack="alpha"), deploy(stack="beta")
-    names_one = {c.inputs["name"] for c in one.containers}
-    names_two = {c.inputs["name"] for c in two.containers}
-    assert not names_one & names_two, "two stacks on one host would collide"
     prefix = f"{PROJECT}-alpha"
-    assert names_one == {f"{prefix}-api-1", f"{prefix}-api-2", f"{prefix}-proxy"}
+    # Logical names (what `pulumi up` shows, and the API containers' Docker names start with).
+    assert {r.name for r in one.mocks.resources if r.typ.startswith("docker:")} == {
+        f"{prefix}-{suffix}"
+        for suffix in ("network", "api-image", "proxy-image", "api-1", "api-2", "proxy")
+    }
+    # Docker names: the API containers' are pulumi-docker's (logical name + random suffix).
+    names_one = {c.outputs["name"] for c in one.containers}
+    names_two = {c.outputs["name"] for c in two.containers}
+    assert not names_one & names_two, "two stacks on one host would collide"
+    for container in one.api_containers:
+        assert "name" not in container.inputs, f"{container.name} has a fixed name"
+        assert re.fullmatch(rf"{container.name}-[0-9a-f]{{7}}", container.outputs["name"])
+    assert one.proxy.inputs["name"] == f"{prefix}-proxy"
     (network,) = one.mocks.of_type(":Network")
     assert network.inputs["name"] == f"{prefix}-net"
     tags = {image.inputs["imageName"].split(":")[1] for image in one.mocks.of_type(":Image")}
     assert tags == {"alpha"}
+
+
+def test_api_containers_are_replaced_create_first_and_the_proxy_delete_first(
+    default: Deployment,
+) -> None:
+    """pulumi-docker asks for delete-first on every container: the API containers override it
+    (a new one starts beside the old); the proxy keeps it (the old one holds the host port).
+    Any change replaces a container (nothing is updated in place)."""
+    for container in default.api_containers:
+        assert container.options.delete_before_replace is False, container.name
+        assert container.options.replace_on_changes == ("*",), container.name
+    assert default.proxy.options.delete_before_replace is True
+    assert default.proxy.options.replace_on_changes == ("*",)
+
+
+def test_containers_stop_gracefully_within_their_grace_period(default: Deployment) -> None:
+    """Removal sends the image's STOPSIGNAL and waits destroyGraceSeconds before SIGKILL:
+    gunicorn's own graceful timeout (plus its 2 s keep-alive linger) fits inside it."""
+    for container in default.api_containers:
+        envs = dict(env.split("=", 1) for env in container.inputs["envs"])
+        graceful = int(envs["GUNICORN_GRACEFUL_TIMEOUT"])
+        assert graceful + 2 < container.inputs["destroyGraceSeconds"], container.name
+    assert default.proxy.inputs["destroyGraceSeconds"] > 0
 
 
 def test_api_containers_share_the_alias_and_publish_nothing(default: Deployment) -> None:
@@ -47,48 +80,42 @@ def test_api_containers_share_the_alias_and_publish_nothing(default: Deployment)
         assert f"PORT={contract.API_PORT}" in container.inputs["envs"], container.name
 
 
-def api_address(container: Registered) -> str:
-    (network,) = container.inputs["networksAdvanced"]
-    return str(network["ipv4Address"])
+def test_api_containers_have_no_fixed_address(default: Deployment) -> None:
+    """Docker picks each address: a new container can start while the old one still holds its
+    own."""
+    for container in default.api_containers:
+        (network,) = container.inputs["networksAdvanced"]
+        assert "ipv4Address" not in network, container.name
 
 
-@pytest.mark.parametrize(("subnet", "replicas"), [("172.28.10.0/24", 2), ("10.9.8.64/26", 16)])
-def test_api_containers_have_fixed_addresses_outside_dockers_range(
-    deploy: Deploy, subnet: str, replicas: int
-) -> None:
-    deployment = deploy(networkSubnet=subnet, apiReplicas=str(replicas))
-    (network,) = deployment.mocks.of_type(":Network")
+@pytest.mark.parametrize("subnet", ["172.28.10.0/24", "10.9.8.64/26"])
+def test_network_uses_the_configured_subnet(deploy: Deploy, subnet: str) -> None:
+    (network,) = deploy(networkSubnet=subnet).mocks.of_type(":Network")
     (ipam,) = network.inputs["ipamConfigs"]
-    assert ipam["subnet"] == subnet
-    dynamic = ipaddress.ip_network(ipam["ipRange"])
-    addresses = [ipaddress.ip_address(api_address(c)) for c in deployment.api_containers]
-    assert len(set(addresses)) == replicas
-    gateway = ipaddress.ip_network(subnet)[1]  # Docker's default, declared
-    assert ipam["gateway"] == str(gateway)
-    for address in addresses:
-        assert address in ipaddress.ip_network(subnet) and address != gateway, address
-        # Docker never hands one of them to another container, even while it is free.
-        assert address not in dynamic, f"{address} is in Docker's own range {dynamic}"
+    # The gateway is Docker's default, declared so the provider reads back what was declared.
+    assert ipam == {"subnet": subnet, "gateway": str(ipaddress.ip_network(subnet)[1])}
 
 
-def test_proxy_targets_every_api_container_at_its_address(deploy: Deploy) -> None:
+def test_proxy_follows_the_api_by_its_alias(deploy: Deploy) -> None:
     deployment = deploy(apiReplicas="3")
-    # In replica order (registration order varies: independent resources register concurrently).
-    replicas = sorted(deployment.api_containers, key=lambda c: str(c.inputs["name"]))
-    expected = ",".join(f"{api_address(c)}:{contract.API_PORT}" for c in replicas)
-    assert f"API_UPSTREAM={expected}" in deployment.proxy.inputs["envs"]
+    assert (
+        f"API_UPSTREAM={contract.API_ALIAS}:{contract.API_PORT}" in deployment.proxy.inputs["envs"]
+    )
 
 
-def test_replaced_api_containers_keep_their_addresses(deploy: Deploy) -> None:
-    """A new image changes the containers, not their addresses: the proxy's pool stays valid."""
+def test_a_new_api_release_leaves_the_proxy_alone(deploy: Deploy) -> None:
+    """A new API image replaces the API containers only: nothing of the proxy depends on them."""
     before = deploy()
     after = deploy(apiBaseImage="registry:5000/py:4")
+    assert [c.inputs["image"] for c in after.api_containers] != [
+        c.inputs["image"] for c in before.api_containers
+    ]
+    assert after.proxy.inputs == before.proxy.inputs
 
-    def addresses(deployment: Deployment) -> dict[str, str]:
-        return {str(c.inputs["name"]): api_address(c) for c in deployment.api_containers}
 
-    assert addresses(after) == addresses(before)
-    assert after.proxy.inputs["envs"] == before.proxy.inputs["envs"]
+def test_api_containers_ask_the_health_path_of_the_contract(default: Deployment) -> None:
+    for container in default.api_containers:
+        assert f"API_HEALTH_PATH={contract.API_HEALTH_PATH}" in container.inputs["envs"]
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, "off"), ("true", "on"), ("false", "off")])
@@ -151,8 +178,8 @@ def test_base_images_are_passed_as_build_args(deploy: Deploy) -> None:
     deployment = deploy(apiBaseImage="registry:5000/py:3", proxyBaseImage="ngx:1")
     args = {i.name: i.inputs["build"]["args"] for i in deployment.mocks.of_type(":Image")}
     assert args == {
-        "rest-api-api-image": {"BASE_IMAGE": "registry:5000/py:3"},
-        "rest-api-proxy-image": {"BASE_IMAGE": "ngx:1"},
+        f"{PROJECT}-unit-api-image": {"BASE_IMAGE": "registry:5000/py:3"},
+        f"{PROJECT}-unit-proxy-image": {"BASE_IMAGE": "ngx:1"},
     }
 
 
@@ -192,7 +219,9 @@ def test_gunicorn_trusts_forwarded_headers_only_from_the_stack_network(
 def test_exports(default: Deployment) -> None:
     prefix = f"{PROJECT}-unit"
     assert default.exports[contract.EXPORT_NETWORK] == f"{prefix}-net"
-    assert default.exports[contract.EXPORT_API_CONTAINERS] == [f"{prefix}-api-1", f"{prefix}-api-2"]
+    assert default.exports[contract.EXPORT_API_CONTAINERS] == [
+        c.outputs["name"] for c in sorted(default.api_containers, key=lambda c: c.name)
+    ]
     assert default.exports[contract.EXPORT_PROXY_CONTAINER] == f"{prefix}-proxy"
 
 

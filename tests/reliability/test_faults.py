@@ -36,7 +36,7 @@ from tests.reliability.helpers import (
 
 pytestmark = pytest.mark.engine
 
-# A dead address costs the proxy one connect timeout (1 s, proxy/nginx.conf) before it tries
+# A dead address costs the proxy one connect timeout (250 ms, proxy/nginx.conf) before it tries
 # another instance: no failed attempt may take much longer, and no request more than a few.
 FAILED_ATTEMPT_BOUND = 2.0
 REQUEST_BOUND = 5.0
@@ -178,7 +178,7 @@ def test_replaced_api_containers_are_followed_without_a_proxy_restart(
     deployed_at = time.time()
     assert updated.exports[contract.EXPORT_API_IMAGE] != stack.exports[contract.EXPORT_API_IMAGE]
     # (Only if proxy/ itself changed while this ran would the deploy replace the proxy too.)
-    assert "rest-api-proxy" in updated.summary.unchanged, updated.summary
+    assert f"{PROJECT}-{stack.name}-proxy" in updated.summary.unchanged, updated.summary
     replaced = api_containers(docker_client, updated)
     assert not old_ids & {c.id for c in replaced}, "the API containers were not replaced"
 

@@ -1,0 +1,90 @@
+"""What the real `pulumi up` does with a changed resource, as a table the engine harness applies.
+
+Read from pulumi 1b59498, pulumi-docker 237b789, pulumi-terraform-bridge 59de6c6 and
+kreuzwerker/terraform-provider-docker v4.5.0 (which pulumi-docker 5.x bridges). Each rule, then
+where it is written:
+
+- Replace or update. A changed field the provider can't update in place (ForceNew) makes the
+  change a replacement, and so does a field in the program's `replace_on_changes` ("*": any).
+  Other changes are updates in place: for a container, `ContainerUpdate` of restart and the
+  resource limits, the rest written to the state alone; the harness refuses to emulate those
+  (UnappliedInputError), and the program replaces on every change.
+  pulumi `pkg/resource/deploy/step_generator.go` applyReplaceOnChanges; kreuzwerker
+  `internal/provider/resource_docker_container.go` (schema) and
+  `resource_docker_container_funcs.go` resourceDockerContainerUpdate.
+- Init errors. A resource left with init errors (a failed `wait`) is replaced on the next
+  deploy if `replace_on_changes` covers `#initerror` ("*" does); otherwise, unchanged, it gets
+  an empty update that clears the errors and checks nothing.
+  step_generator.go applyReplaceOnChanges and continueStepsFromDiff (`hasInitErrors`);
+  pulumi-terraform-bridge `pkg/tfbridge/provider.go` Update (`diff == nil`).
+- Delete first or create first. Delete-before-replace when the program says so
+  (`delete_before_replace`, true or false), else when the provider asks: pulumi-docker asks it
+  for every container, the bridge for any resource whose `name` the program set.
+  step_generator.go generateStepsFromDiff (`goal.DeleteBeforeReplace`); pulumi-docker
+  `provider/resources.go` (`DeleteBeforeReplace: true` on docker_container); bridge
+  `pkg/tfbridge/provider.go` Diff and `schema.go` nameRequiresDeleteBeforeReplace.
+- Create-before-delete. The new resource is created when the program registers it; the old one
+  is marked for deletion and deleted at the end of the deployment with the other deletes, in
+  parallel where nothing orders them. A failed deployment deletes nothing; the next successful
+  one deletes what is still marked.
+  step_generator.go continueStepsFromDiff and GenerateDeletes; `step.go` CreateStep.Apply
+  (`old.Delete = true`); `deployment_executor.go` performPostSteps.
+- Parallelism. Independent registrations run in parallel (the mock runtime registers them
+  from several threads at once); a dependent registers after its dependencies.
+  `deployment_executor.go` (ExecuteSerial per chain on a worker pool); Python SDK
+  `runtime/rpc.py` (awaits each dependency's URN).
+- Names. Without a `name`, pulumi-docker names a resource `<logical name>-<7 hex digits>`.
+  pulumi-docker `provider/resources.go` SetAutonaming(255, "-"); bridge `info/autonaming.go`.
+- Health wait. With `wait`, the container's id is recorded before it starts; the provider polls
+  `docker inspect` every second for `healthy` until `wait_timeout` (it does not notice a
+  container that exits or restarts), then fails with "container failed to be in healthy state"
+  and nothing more. The container stays running, recorded with that init error; a replaced
+  one stays marked for deletion.
+  kreuzwerker resourceDockerContainerCreate; bridge Create and initializationError; step.go
+  CreateStep.Apply.
+- Delete. `ContainerStop` with `destroy_grace_seconds` (0 when unset: killed at once), then a
+  forced `ContainerRemove`. Images are never deleted.
+  kreuzwerker resourceDockerContainerDelete; pulumi-docker `provider/image.go`.
+- No refresh. `pulumi up` trusts the state the last deployment recorded.
+  pulumi `pkg/cmd/pulumi/operations/io.go` getRefreshOption.
+"""
+
+from typing import Final
+
+NETWORK: Final = "docker:index/network:Network"
+IMAGE: Final = "docker:index/image:Image"
+CONTAINER: Final = "docker:index/container:Container"
+
+# Top-level inputs the provider updates in place (no ForceNew in its schema); every other input
+# of these types forces a replacement. docker_network has no Update at all.
+UPDATED_IN_PLACE: Final[dict[str, frozenset[str]]] = {
+    CONTAINER: frozenset(
+        """attach containerReadRefreshTimeoutMilliseconds cpuPeriod cpuQuota cpuSet cpuShares
+        destroyGraceSeconds deviceReadBps deviceReadIops deviceWriteBps deviceWriteIops
+        healthcheck init logs maxRetryCount memory memoryReservation memorySwap mustRun
+        removeVolumes restart rm start tmpfs wait waitTimeout""".split()  # noqa: SIM905 (a table)
+    ),
+    NETWORK: frozenset(),
+}
+# The provider asks for delete-before-replace whatever the name (pulumi-docker resources.go).
+PROVIDER_DELETES_FIRST: Final = frozenset({CONTAINER})
+# The error a container's failed health wait ends a deployment with (kreuzwerker
+# errContainerFailedToBeInHealthyState), and the provider's polling interval.
+UNHEALTHY_ERROR: Final = "container failed to be in healthy state"
+WAIT_POLL_SECONDS: Final = 1.0
+# The special key `replace_on_changes` names init errors by (step_generator.go).
+INIT_ERROR_KEY: Final = "#initerror"
+
+
+def replaces(typ: str, changed: set[str], replace_on_changes: list[str]) -> bool:
+    """Is a change of these inputs a replacement (rather than an update in place)?"""
+    if "*" in replace_on_changes or changed & set(replace_on_changes):
+        return True
+    return bool(changed - UPDATED_IN_PLACE.get(typ, frozenset()))
+
+
+def deletes_first(typ: str, inputs: dict[str, object], delete_before_replace: bool | None) -> bool:
+    """Is a replacement delete-before-replace?"""
+    if delete_before_replace is not None:
+        return delete_before_replace
+    return typ in PROVIDER_DELETES_FIRST or "name" in inputs
