@@ -22,7 +22,7 @@ import docker
 import docker.errors
 
 import contract
-from bench import engine, images, load, report, scenarios, servers, verdict, wrk
+from bench import engine, images, load, redeploys, report, scenarios, servers, verdict, wrk
 from bench.config import FULL, QUICK, RESULTS_DIR, Run, base_images
 from bench.deploys import BenchStack, copy_repository, stack_config
 from bench.notes import METHOD, analysis, notes
@@ -109,11 +109,13 @@ def measure_everything(
         with phase(results, "sustained", "sustained load through the proxy"):
             results["sustained"] = scenarios.measure_sustained(client, run, exports, run.timing)
 
-        with phase(results, "app_change_deploy", "deploy: after a one-line app-code change"):
+        with phase(results, "redeploys", "redeploys under a steady stream of requests"):
             # Taken now: once the stack's tag moves on, the old image may go at any time.
             before = images.layers(client, exports[contract.EXPORT_API_IMAGE])
-            stack.change_app_code()
-            changed = stack.up()
+            results["redeploys"], done = redeploys.measure(
+                stack, cold.exports[contract.EXPORT_URL], run.quick
+            )
+            changed = done["app_change"]
             after = images.layers(client, changed.exports[contract.EXPORT_API_IMAGE])
         deploys["app_change"] = {
             **changed.to_dict(),

@@ -7,7 +7,7 @@ Pulumi's mock runtime are the copy's and start clean:
 
 Prints one line of JSON: the seconds the action took, and for `up` what the harness did to
 each resource (created, replaced, unchanged, deleted) with its kind (API or proxy container,
-image, network) and the stack's exports.
+image, network) and the stack's exports, or the error it failed with (exit code 1).
 """
 
 import json
@@ -40,7 +40,13 @@ def main(argv: list[str]) -> int:
     else:
         config = json.loads(Path(config_file).read_text())
         mocks = EngineMocks(client, Path(state_file))
-        result["exports"] = run_program(mocks, stack, config)
+        try:
+            result["exports"] = run_program(mocks, stack, config)
+        except Exception as error:  # a broken release: reported, and the exit code says so
+            result["error"] = str(error)
+            result["seconds"] = round(time.monotonic() - started, 2)
+            print(json.dumps(result))
+            return 1
         summary = mocks.finish()
         kinds = {}
         for record in mocks.applied:

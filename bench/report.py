@@ -320,6 +320,39 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         _layer_note(deploys["app_change"], "deploy"),
         "",
+        "## Redeploys under a steady stream of requests",
+        "",
+        "Three clients with kept-alive connections and one opening a connection per request send"
+        " GETs through the proxy without pause, from before each deploy until 200 more were"
+        " answered after it returned (`bench/redeploys.py`). A failed request is an error or a"
+        " non-200 answer, or one that took 2 s or more.",
+        "",
+        table(
+            [
+                "redeploy",
+                "deploy s",
+                "deploy result",
+                "requests",
+                "failed",
+                "slowest s",
+                "longest with no answer s",
+            ],
+            [
+                [
+                    figures["title"],
+                    f"{figures['seconds']:.1f}",
+                    "failed (as meant)"
+                    if figures["deploy_failed"] and figures["expected_to_fail"]
+                    else ("FAILED" if figures["deploy_failed"] else "ok"),
+                    str(figures["requests"]),
+                    str(figures["failed"]),
+                    f"{figures['slowest_s']:.3f}",
+                    f"{figures['no_answer_s']:.2f}",
+                ]
+                for figures in results.get("redeploys", {}).values()
+            ],
+        ),
+        "",
         "## Notes",
         "",
         *[f"- {note}" for note in results["notes"]],

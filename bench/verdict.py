@@ -81,6 +81,7 @@ def targets(results: dict[str, Any], top: int) -> list[dict[str, Any]]:
     images, deploys = results["images"], results["deploys"]
     replaced_kinds = deploys["app_change"]["containers_replaced_kinds"]
     api_count = len(deploys["cold"]["api_containers"])
+    serving = {k: v for k, v in results["redeploys"].items() if k != "proxy_change"}
     return [
         _target(
             f"throughput through the proxy vs the original post, c={top}",
@@ -140,6 +141,16 @@ def targets(results: dict[str, Any], top: int) -> list[dict[str, Any]]:
             f" deploy: {_reused(deploys['app_change']['layer_reuse'])}",
             images["api"]["layer_reuse"]["reused"]
             and deploys["app_change"]["layer_reuse"]["reused"],
+        ),
+        _target(
+            "redeploys of the API (code, config, broken release, fix) under a steady stream:"
+            " requests failed or slower than 2 s",
+            "0, and the broken release's deploy fails",
+            ", ".join(f"{v['title']}: {v['failed']}" for v in serving.values()),
+            all(
+                v["failed"] == 0 and v["deploy_failed"] == v["expected_to_fail"]
+                for v in serving.values()
+            ),
         ),
     ]
 

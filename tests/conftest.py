@@ -105,3 +105,19 @@ def engine_up(fresh_deployments: "Deployments") -> Up:
     """up(stack, **config): deploy the dev stack's config under `stack` on a free port and
     subnet; removed after the test."""
     return fresh_deployments.up
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures tests measured (`record_property("figure", text)`), after the results."""
+    figures = [
+        f"{report.nodeid.split('::')[-1]}: {value}"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport)
+        for key, value in report.user_properties
+        if key == "figure"
+    ]
+    if figures:
+        terminalreporter.section("figures measured")
+        for line in figures:
+            terminalreporter.write_line(line)

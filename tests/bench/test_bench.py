@@ -21,6 +21,7 @@ SECTIONS = (
     "meta",
     "images",
     "deploys",
+    "redeploys",
     "scenarios",
     "load",
     "setups",
@@ -110,6 +111,11 @@ def test_every_section_has_numbers(quick_run: tuple[Path, dict[str, Any]]) -> No
     for deploy in ("cold", "no_change", "app_change"):
         assert is_number(results["deploys"][deploy]["seconds"]), deploy
         assert is_number(results["deploys"][deploy]["containers_replaced"]), deploy
+    assert set(results["redeploys"]) == {"app_change", "config_change", "proxy_change"}
+    for key, redeploy in results["redeploys"].items():
+        for figure in ("seconds", "requests", "failed", "slowest_s", "no_answer_s"):
+            assert is_number(redeploy[figure]), f"redeploy {key} {figure}"
+        assert redeploy["requests"] > 0, key
     for target in results["targets"]:
         assert isinstance(target["pass"], bool), target
         assert target["measured"], target
