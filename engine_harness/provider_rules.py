@@ -45,12 +45,18 @@ where it is written:
 - Delete. `ContainerStop` with `destroy_grace_seconds` (0 when unset: killed at once), then a
   forced `ContainerRemove`. Images are never deleted.
   kreuzwerker resourceDockerContainerDelete; pulumi-docker `provider/image.go`.
+- Dynamic resources. The engine asks the pickled provider (`__provider`, dill) for its diff and
+  create; a create that raises fails the deployment and records nothing. Their delete is the
+  provider's (a no-op for ours).
+  Python SDK `pulumi/dynamic/__main__.py` (Create, Diff, get_provider).
 - No refresh. `pulumi up` trusts the state the last deployment recorded.
   pulumi `pkg/cmd/pulumi/operations/io.go` getRefreshOption.
 """
 
 from typing import Final
 
+# A Pulumi dynamic resource (infra/health_gate.py): its provider is pickled into its inputs.
+DYNAMIC: Final = "pulumi-python:dynamic:Resource"
 NETWORK: Final = "docker:index/network:Network"
 IMAGE: Final = "docker:index/image:Image"
 CONTAINER: Final = "docker:index/container:Container"

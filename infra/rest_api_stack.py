@@ -13,6 +13,7 @@ import pulumi
 import pulumi_docker as docker
 
 import contract
+from health_gate import ContainerHealthy
 from settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +22,7 @@ TMPFS_OPTIONS = "rw,noexec,nosuid,nodev,size=16m"
 # Bounded container logs, so a chatty container can't fill the host's disk.
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 # A new container must report healthy within this long, or the deploy fails (and the previous
-# release keeps serving: see RestApiStack).
+# release keeps serving: see RestApiStack). It fails sooner when Docker calls it unhealthy.
 HEALTHY_WITHIN_SECONDS = 60
 # gunicorn's time for in-flight requests after SIGTERM, and the time Docker gives an API
 # container between SIGTERM and SIGKILL when the deploy removes it: the first stays below the
@@ -150,6 +151,7 @@ class RestApiStack(pulumi.ComponentResource):
             )
             for index in range(1, settings.api_replicas + 1)
         ]
+        api_healthy = [self._healthy(container) for container in api_containers]
 
         url = proxy_url(settings.proxy_bind_address, settings.proxy_port)
         proxy = self._container(
@@ -186,12 +188,13 @@ class RestApiStack(pulumi.ComponentResource):
                 # A fixed name: it owns the published port, which the old container must
                 # release before a new one can bind it, so it is replaced delete-first.
                 delete_before_replace=True,
-                # The API containers wait until healthy, so the proxy starts with a healthy API.
+                # After the API containers are healthy, so the proxy starts with a healthy API.
                 # (Only an ordering: replacing an API container never touches the proxy.)
-                depends_on=api_containers,
+                depends_on=api_healthy,
             ),
             docker_name=f"{args.name_prefix}-proxy",
         )
+        self._healthy(proxy)
 
         self.url = pulumi.Output.from_input(url)
         self.api_image = api_image.repo_digest
@@ -208,6 +211,16 @@ class RestApiStack(pulumi.ComponentResource):
                 "api_container_names": self.api_container_names,
                 "proxy_container_name": self.proxy_container_name,
             }
+        )
+
+    def _healthy(self, container: docker.Container) -> ContainerHealthy:
+        """The deploy goes on once the container is healthy, or fails saying why (a new
+        container, when it replaces one, comes with a new wait)."""
+        return ContainerHealthy(
+            f"{container.pulumi_resource_name}-healthy",
+            container.id,
+            HEALTHY_WITHIN_SECONDS,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     @staticmethod
@@ -254,8 +267,8 @@ class RestApiStack(pulumi.ComponentResource):
         sysctls: dict[str, str] | None = None,
     ) -> docker.Container:
         """A container with what every container of the stack gets: least privilege,
-        bounded resources and logs, a restart policy, a wait for its health check, a graceful
-        stop, and replacement (never an update in place) for any change."""
+        bounded resources and logs, a restart policy, a graceful stop, and replacement (never
+        an update in place) for any change."""
         limit = args.settings.process_limit
         return docker.Container(
             resource_name,
@@ -282,9 +295,9 @@ class RestApiStack(pulumi.ComponentResource):
             restart="unless-stopped",
             log_driver="json-file",
             log_opts=LOG_OPTIONS,
-            # Wait for the image's HEALTHCHECK to report healthy before going on.
-            wait=True,
-            wait_timeout=HEALTHY_WITHIN_SECONDS,
+            # Not pulumi-docker's wait (its error says only "failed to be in healthy state"):
+            # ContainerHealthy waits instead, and says why.
+            wait=False,
             # Removal stops the container first (its STOPSIGNAL, then SIGKILL after this long);
             # unset, pulumi-docker would kill it at once.
             destroy_grace_seconds=stop_grace_seconds,

@@ -113,7 +113,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"{report.nodeid.split('::')[-1]}: {value}"
         for reports in terminalreporter.stats.values()
         for report in reports
-        if isinstance(report, pytest.TestReport)
+        if isinstance(report, pytest.TestReport) and report.when == "call"
         for key, value in report.user_properties
         if key == "figure"
     ]

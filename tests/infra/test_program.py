@@ -6,6 +6,7 @@ import re
 import pytest
 
 import contract
+from rest_api_stack import HEALTHY_WITHIN_SECONDS
 from tests.infra.conftest import PROJECT, Deploy, Deployment, labels_of
 
 pytestmark = pytest.mark.unit
@@ -197,7 +198,19 @@ def test_every_container_is_hardened(default: Deployment, role: str) -> None:
         assert inputs["memory"] > 0, container.name
         assert {u["name"] for u in inputs["ulimits"]} == {"nproc"}, container.name
         assert inputs["restart"] == "unless-stopped", container.name
-        assert inputs["wait"] is True and inputs["waitTimeout"] > 0, container.name
+
+
+def test_every_container_is_waited_for_until_healthy(default: Deployment) -> None:
+    """One ContainerHealthy per container (not pulumi-docker's wait, which says nothing of why),
+    bounded by the stated time."""
+    gates = default.mocks.of_type("dynamic:Resource")
+    waited = {gate.inputs["container_id"]: gate for gate in gates}
+    assert set(waited) == {f"{c.name}-id" for c in default.containers}
+    for container in default.containers:
+        assert container.inputs["wait"] is False, container.name
+        gate = waited[f"{container.name}-id"]
+        assert gate.name == f"{container.name}-healthy"
+        assert gate.inputs["timeout"] == HEALTHY_WITHIN_SECONDS, gate.name
 
 
 def test_every_resource_is_labelled(default: Deployment) -> None:
@@ -225,11 +238,13 @@ def test_exports(default: Deployment) -> None:
     assert default.exports[contract.EXPORT_PROXY_CONTAINER] == f"{prefix}-proxy"
 
 
-def test_proxy_is_created_after_the_api_containers(deploy: Deploy) -> None:
+def test_proxy_is_created_after_the_api_containers_are_healthy(deploy: Deploy) -> None:
     deployment = deploy(apiReplicas="3")
     api_names = {c.name for c in deployment.api_containers}
+    waits = {f"{name}-healthy" for name in api_names}
     before_proxy = deployment.mocks.completed_before[deployment.proxy.name]
-    assert api_names <= before_proxy, f"proxy registered before {api_names - before_proxy}"
+    missing = (api_names | waits) - before_proxy
+    assert not missing, f"proxy registered before {missing}"
 
 
 def test_proxy_reuses_time_wait_ports_for_upstream_connections(default: Deployment) -> None:
