@@ -141,9 +141,9 @@ def _tuning(results: dict[str, Any]) -> list[str]:
             f" {_per_request(deployed, 'proxy'):.0f}, and"
             f" {time_wait_per_request(no_keepalive):.2f} sockets per request are left in"
             f" TIME_WAIT (as deployed: {time_wait_per_request(deployed):.2f}). A pool needs an"
-            " `upstream` block, whose servers nginx resolves once, at start (1.22 has no"
-            " `resolve`): the program gives each API container a fixed address outside Docker's"
-            " own allocation range, which a replaced container keeps, and lists those."
+            " `upstream` block; the stack's names the API's network alias with `resolve`"
+            " (nginx 1.27.3 and later), so nginx follows containers a deploy replaces, with no"
+            " reload, and keeps its pool."
         )
     unbuffered, log_off = _setup(results, "proxy-log-unbuffered"), _setup(results, "proxy-log-off")
     if unbuffered and log_off:

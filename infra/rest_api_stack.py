@@ -26,7 +26,8 @@ LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 HEALTHY_WITHIN_SECONDS = 60
 # gunicorn's time for in-flight requests after SIGTERM, and the time Docker gives an API
 # container between SIGTERM and SIGKILL when the deploy removes it: the first stays below the
-# second (gunicorn also lingers up to 2 s on kept-alive connections), so a stop is graceful.
+# second (after its workers exit, gunicorn lingers 2 s more, refusing connections), so a stop
+# is graceful.
 API_GRACEFUL_TIMEOUT_SECONDS = 8
 API_STOP_GRACE_SECONDS = 15
 # nginx's graceful stop (SIGQUIT, the image's STOPSIGNAL) lets requests in flight finish.

@@ -20,7 +20,8 @@ def test_deploy_smoke_redeploy_and_destroy(
     engine_up: Up, docker_client: docker.DockerClient, unique_name: str
 ) -> None:
     stack = engine_up(unique_name)
-    assert len(stack.summary.created) == 6, stack.summary
+    # A network, 2 images, 3 containers, and a health wait per container.
+    assert len(stack.summary.created) == 9, stack.summary
 
     result = smoke(stack.exports[contract.EXPORT_URL])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -46,7 +47,7 @@ def test_deploy_smoke_redeploy_and_destroy(
     # A second run with nothing changed changes nothing.
     again = engine_up(unique_name)
     assert not again.summary.created and not again.summary.replaced, again.summary
-    assert len(again.summary.unchanged) == 6, again.summary
+    assert len(again.summary.unchanged) == 9, again.summary
 
     # Destroy removes every container and network of the stack.
     destroy(docker_client, stack.state_file)

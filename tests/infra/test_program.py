@@ -65,7 +65,8 @@ def test_api_containers_are_replaced_create_first_and_the_proxy_delete_first(
 
 def test_containers_stop_gracefully_within_their_grace_period(default: Deployment) -> None:
     """Removal sends the image's STOPSIGNAL and waits destroyGraceSeconds before SIGKILL:
-    gunicorn's own graceful timeout (plus its 2 s keep-alive linger) fits inside it."""
+    gunicorn's own graceful timeout (plus the 2 s it lingers after, refusing connections) fits
+    inside it."""
     for container in default.api_containers:
         envs = dict(env.split("=", 1) for env in container.inputs["envs"])
         graceful = int(envs["GUNICORN_GRACEFUL_TIMEOUT"])

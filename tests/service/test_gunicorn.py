@@ -227,10 +227,12 @@ def test_a_release_that_fails_its_start_check_never_listens(
         stop(server.process)
 
 
-def test_a_graceful_stop_refuses_new_connections_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_graceful_stop_refuses_new_connections_at_once(tmp_path: Path, workers: str) -> None:
     """SIGTERM: new connections are refused straight away (the proxy retries them elsewhere),
-    while a request on a kept-alive connection is still answered, then the process exits."""
-    server = start_gunicorn(tmp_path, SERVICE_DIR)
+    while a request on a kept-alive connection is still answered, then the process exits. With
+    several workers the port closes once each has let go of it."""
+    server = start_gunicorn(tmp_path, SERVICE_DIR, WEB_CONCURRENCY=workers)
     try:
         wait_until_serving(server)
         with requests.Session() as kept_alive:
