@@ -24,7 +24,7 @@ import docker.errors
 import contract
 from bench import engine, images, load, redeploys, report, scenarios, servers, verdict, wrk
 from bench.config import FULL, QUICK, RESULTS_DIR, Run, base_images
-from bench.deploys import BenchStack, copy_repository, stack_config
+from bench.deploys import BenchStack, Deploy, copy_repository, stack_config
 from bench.notes import METHOD, analysis, notes
 from engine_harness.free_resources import free_subnet
 
@@ -112,11 +112,18 @@ def measure_everything(
         with phase(results, "redeploys", "redeploys under a steady stream of requests"):
             # Taken now: once the stack's tag moves on, the old image may go at any time.
             before = images.layers(client, exports[contract.EXPORT_API_IMAGE])
+            app_change_layers: list[images.Layers] = []
+
+            def keep_app_change_layers(key: str, deploy: Deploy) -> None:
+                if key == "app_change":
+                    image = deploy.exports[contract.EXPORT_API_IMAGE]
+                    app_change_layers.append(images.layers(client, image))
+
             results["redeploys"], done = redeploys.measure(
-                stack, cold.exports[contract.EXPORT_URL], run.quick
+                stack, cold.exports[contract.EXPORT_URL], run.quick, keep_app_change_layers
             )
             changed = done["app_change"]
-            after = images.layers(client, changed.exports[contract.EXPORT_API_IMAGE])
+            (after,) = app_change_layers
         deploys["app_change"] = {
             **changed.to_dict(),
             "layer_reuse": images.layer_reuse(before, after),

@@ -63,8 +63,12 @@ SCENARIOS: Final = (
 )
 
 
-def measure(stack: BenchStack, url: str, quick: bool) -> tuple[dict[str, Any], dict[str, Deploy]]:
-    """Every scenario in turn on the deployed stack; the figures, and each successful Deploy."""
+def measure(
+    stack: BenchStack, url: str, quick: bool, after: Callable[[str, Deploy], None]
+) -> tuple[dict[str, Any], dict[str, Deploy]]:
+    """Every scenario in turn on the deployed stack; the figures, and each successful Deploy.
+    `after(key, deploy)` runs right after each successful deploy (before the next changes
+    anything)."""
     figures: dict[str, Any] = {}
     deploys: dict[str, Deploy] = {}
     for scenario in SCENARIOS:
@@ -77,6 +81,7 @@ def measure(stack: BenchStack, url: str, quick: bool) -> tuple[dict[str, Any], d
         tally = stream.tally
         if deploy.error is None:
             deploys[scenario.key] = deploy
+            after(scenario.key, deploy)
         figures[scenario.key] = {
             "title": scenario.title,
             "seconds": deploy.seconds,

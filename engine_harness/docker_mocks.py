@@ -141,8 +141,6 @@ class EngineMocks(pulumi.runtime.Mocks):
         self.summary = Summary()
         # Filled by OptionsMonitor as the program registers resources.
         self.options: dict[str, Options] = {}
-        # (monotonic time, "create" | "delete", Docker name) of every container, for tests.
-        self.events: list[tuple[float, str, str]] = []
         # Independent resources are registered from several threads at once.
         self._lock = threading.Lock()
         self._handlers: dict[str, Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]] = {
@@ -202,6 +200,12 @@ class EngineMocks(pulumi.runtime.Mocks):
                     " which the engine harness does not emulate; replace on change instead"
                 )
             if deletes_first(args.typ, inputs, options.delete_before_replace):
+                if args.typ == NETWORK:
+                    # The engine would first delete and recreate every container on it.
+                    raise UnappliedInputError(
+                        f"{args.typ} {args.name!r}: replacing the network ({sorted(changed)})"
+                        " is not emulated; remove the stack first (`make local-down`)"
+                    )
                 self._delete(previous)
             else:
                 replaced = previous
@@ -309,13 +313,7 @@ class EngineMocks(pulumi.runtime.Mocks):
         return True
 
     def _delete(self, record: Record) -> None:
-        if record.typ == CONTAINER:
-            self._event("delete", str(record.outputs.get("name", record.id)))
         delete_object(self.client, record)
-
-    def _event(self, action: str, name: str) -> None:
-        with self._lock:
-            self.events.append((time.monotonic(), action, name))
 
     def _network(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         _require_known(NETWORK, name, inputs, {"name", "driver", "labels", "ipamConfigs"})
@@ -394,7 +392,6 @@ class EngineMocks(pulumi.runtime.Mocks):
         kwargs = container_create_args(self.client, name, inputs)
         networks = inputs.get("networksAdvanced") or []
         container = self.client.containers.create(**kwargs)
-        self._event("create", inputs["name"])
         outputs = {**inputs, "id": container.id}
         # From here on the container is the resource's, whatever fails (the provider records
         # its id right after the create).
@@ -526,22 +523,6 @@ def wait_healthy(container: Any, timeout: float) -> None:
         time.sleep(WAIT_POLL_SECONDS)
 
 
-def health_report(client: docker.DockerClient, name: str) -> str:
-    """What a user looks at when a container never became healthy: its health status, the last
-    health check's exit code and output, and its last log lines."""
-    container = client.containers.get(name)
-    state = container.attrs["State"]
-    health = state.get("Health") or {}
-    log = (health.get("Log") or [{}])[-1]
-    lines = container.logs(tail=10).decode(errors="replace").rstrip()
-    return (
-        f"container {container.name}: {state.get('Status')}, restarted"
-        f" {container.attrs.get('RestartCount', 0)} times, health {health.get('Status')};"
-        f" last health check exited {log.get('ExitCode')}: {str(log.get('Output', '')).strip()}"
-        f"\nlast log lines:\n{lines}"
-    )
-
-
 def delete_object(client: docker.DockerClient, record: Record) -> None:
     """Remove one applied object as the provider does; gone already is fine. A container is
     stopped first (its STOPSIGNAL, then SIGKILL after `destroyGraceSeconds`, at once when
@@ -579,8 +560,8 @@ def destroy(client: docker.DockerClient, state_file: Path) -> list[str]:
     removed = []
     for record in sorted(reversed(records), key=lambda record: record.typ != CONTAINER):
         delete_object(client, record)
-        if record.typ != IMAGE:
-            removed.append(record.name)
+        if record.typ in {CONTAINER, NETWORK}:
+            removed.append(str(record.outputs.get("name", record.name)))
         records.remove(record)
         save_state(state_file, records)
     state_file.unlink(missing_ok=True)

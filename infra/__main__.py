@@ -24,6 +24,9 @@ rest_api = RestApiStack(
         image_tag=stack,
         labels={contract.LABEL_PROJECT: project, contract.LABEL_STACK: stack},
     ),
+    # Its name before rolling deploys: a stack deployed then keeps its resources (children
+    # inherit the alias), rather than Pulumi creating all of them anew beside the old ones.
+    opts=pulumi.ResourceOptions(aliases=[pulumi.Alias(name="rest-api")]),
 )
 
 pulumi.export(contract.EXPORT_URL, rest_api.url)

@@ -70,11 +70,6 @@ def gateway(subnet: str) -> str:
     return str(ipaddress.ip_network(subnet)[1])
 
 
-def dynamic_range(subnet: str) -> str:
-    """The part of the subnet Docker allocates addresses from by itself: its upper half."""
-    return str(list(ipaddress.ip_network(subnet).subnets(prefixlen_diff=1))[1])
-
-
 class RestApiStack(pulumi.ComponentResource):
     """A bridge network, the API and proxy images, `apiReplicas` API containers and the proxy.
 
@@ -306,9 +301,8 @@ class RestApiStack(pulumi.ComponentResource):
                 pulumi.ResourceOptions(
                     parent=self,
                     # Some fields (memory, restart, tmpfs, ...) pulumi-docker would update in
-                    # place, or only in its state; a replacement applies every change, and a
-                    # container whose health wait failed is replaced on the next deploy rather
-                    # than kept as it is.
+                    # place, or only in its state: a replacement applies every change, and
+                    # for the API containers without downtime.
                     replace_on_changes=["*"],
                 ),
                 opts,

@@ -29,10 +29,13 @@ for upstream in $(echo "$upstreams" | tr ',' ' '); do
     [ "$port" -ge 1 ] && [ "$port" -le 65535 ] \
         || fail "API_UPSTREAM: '$upstream' is not host:port (letters, digits, dots, hyphens; port 1-65535)"
     # A name is resolved again and again (an address needs no resolving). A failed attempt
-    # rests an address 5 s while the others answer.
+    # rests an address 2 s while the others answer: long enough to cover the moment a stopped
+    # API container's address is gone but still in nginx's last DNS answer (up to 1 s), short
+    # enough that a new container, refused while its app loads (about 1 s), is back in turn
+    # well before the health check's first pass (5 s) lets the deploy stop the old ones.
     resolve=" resolve"
     echo "$upstream" | grep -Eq '^[0-9.]+:' && resolve=""
-    servers="${servers}server ${upstream}${resolve} max_fails=1 fail_timeout=5s;
+    servers="${servers}server ${upstream}${resolve} max_fails=1 fail_timeout=2s;
 "
 done
 [ -n "$servers" ] || fail "API_UPSTREAM='$upstreams' names no host:port"

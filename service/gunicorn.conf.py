@@ -6,6 +6,7 @@ without a new image.
 """
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -96,7 +97,7 @@ health_path = os.environ.get("API_HEALTH_PATH", "/")
 # rather than coming and going with every restart.
 start_failure_hold = _env_int("GUNICORN_START_FAILURE_HOLD", 60)
 # How long a stopping instance stays up after its workers have exited, refusing connections:
-# the proxy, still sending to its address, gets quick refusals and rests it (for 5 s) rather
+# the proxy, still sending to its address, gets quick refusals and rests it (for 2 s) rather
 # than, once the container is gone and until its next DNS answer (1 s), connections to an
 # address nobody answers, which it gives up on only after its 250 ms connect timeout.
 stop_linger = _env_int("GUNICORN_STOP_LINGER", 2)
@@ -116,8 +117,17 @@ def on_starting(server: Any) -> None:
             "start check failed: not listening; exiting in %s s (Docker then restarts it)",
             start_failure_hold,
         )
+        # gunicorn's own signal handlers come later; as PID 1 with none, `docker stop`'s
+        # SIGTERM would be ignored and the stop would wait for SIGKILL.
+        signal.signal(signal.SIGTERM, _linger_then_exit)
         time.sleep(start_failure_hold)
         raise SystemExit(1) from None
+
+
+def _linger_then_exit(signum: int, frame: Any) -> None:
+    """Stopped while holding: linger (still refusing connections) as any stop does, then end."""
+    time.sleep(stop_linger)
+    raise SystemExit(1)
 
 
 def on_exit(server: Any) -> None:

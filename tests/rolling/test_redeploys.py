@@ -118,8 +118,8 @@ def test_a_broken_release_is_contained_and_a_fixed_one_converges(
     ):
         assert said in broken.stderr, f"{said!r} not in:\n{broken.stderr}"
     assert broken.seconds < BROKEN_DEPLOY_BOUND, broken.stderr
-    failed = {name for name, record in state.items() if record["typ"] and not record["delete"]}
-    failed = {name for name in failed if name and name.startswith(f"{checkout.prefix}-api-")}
+    live = {name for name, record in state.items() if not record["delete"]}
+    failed = {name for name in live if name.startswith(f"{checkout.prefix}-api-")}
     assert len(failed) == 2 and failed <= running and not failed & old, (failed, running)
     assert {name for name, record in state.items() if record["delete"]} == old
     assert old <= running
