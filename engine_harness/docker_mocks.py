@@ -152,17 +152,16 @@ class EngineMocks(pulumi.runtime.Mocks):
     # --- Pulumi's Mocks interface -----------------------------------------------------------
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        inputs = json.loads(json.dumps(args.inputs))  # plain, comparable values
+        previous = self.previous.get(args.name)
         if args.typ == DYNAMIC:
-            inputs = json.loads(json.dumps(args.inputs))
-            return self._dynamic(args, inputs, self.previous.get(args.name))
+            return self._dynamic(args, inputs, previous)
         handler = self._handlers.get(args.typ)
         if handler is None:
             if args.typ.startswith("docker:"):
                 raise UnappliedInputError(f"{args.typ} {args.name!r}: resource type not applied")
             # Component resources own nothing on the engine.
             return f"{args.name}-component", dict(args.inputs)
-        inputs = json.loads(json.dumps(args.inputs))  # plain, comparable values
-        previous = self.previous.get(args.name)
         if args.typ == IMAGE:
             # Building is how an image's sources are compared (the cache keeps it quick); the
             # old image stays, as with pulumi-docker.
@@ -184,12 +183,7 @@ class EngineMocks(pulumi.runtime.Mocks):
             retry = bool(previous.init_errors) and _covers(options, INIT_ERROR_KEY)
             if not changed and not retry:
                 # Unchanged; an empty update clears init errors, checking nothing.
-                self._record(
-                    Record(args.typ, args.name, inputs, previous.id, previous.outputs),
-                    previous,
-                    changed=False,
-                )
-                return previous.id, previous.outputs
+                return self._keep(args, inputs, previous)
             if (
                 changed
                 and not retry
@@ -219,7 +213,7 @@ class EngineMocks(pulumi.runtime.Mocks):
                 args.typ, args.name, inputs, partial.resource_id, partial.outputs, [partial.reason]
             )
             self._record(record, previous, replaced)
-            raise DeployError(f"creating {options.urn or args.name}: {partial.reason}") from None
+            raise DeployError(f"creating {self._urn(args.name)}: {partial.reason}") from None
         self._record(Record(args.typ, args.name, inputs, resource_id, outputs), previous, replaced)
         return resource_id, outputs
 
@@ -232,20 +226,28 @@ class EngineMocks(pulumi.runtime.Mocks):
             pickled = pickled["value"]
         provider = dill.loads(base64.b64decode(pickled))  # noqa: S301 (the program's own)
         if previous is not None and not provider.diff(previous.id, previous.inputs, inputs).changes:
-            self._record(
-                Record(args.typ, args.name, inputs, previous.id, previous.outputs),
-                previous,
-                changed=False,
-            )
-            return previous.id, previous.outputs
+            return self._keep(args, inputs, previous)
         try:
             result = provider.create(inputs)
         except Exception as error:
-            urn = self.options.get(args.name, Options()).urn or args.name
-            raise DeployError(f"creating {urn}: {type(error).__name__}: {error}") from None
+            raise DeployError(
+                f"creating {self._urn(args.name)}: {type(error).__name__}: {error}"
+            ) from None
         outputs = {**(result.outs or {}), "__provider": inputs["__provider"]}
         self._record(Record(args.typ, args.name, inputs, str(result.id), outputs), previous)
         return str(result.id), outputs
+
+    def _keep(
+        self, args: pulumi.runtime.MockResourceArgs, inputs: dict[str, Any], previous: Record
+    ) -> tuple[str, dict[str, Any]]:
+        """The previous object, unchanged (its init errors cleared, as an empty update does)."""
+        record = Record(args.typ, args.name, inputs, previous.id, previous.outputs)
+        self._record(record, previous, changed=False)
+        return previous.id, previous.outputs
+
+    def _urn(self, name: str) -> str:
+        """The URN the engine would name the resource by in an error."""
+        return self.options.get(name, Options()).urn or name
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]]]:
         raise UnappliedInputError(f"invoke {args.token} is not applied by the engine harness")
