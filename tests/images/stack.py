@@ -145,10 +145,14 @@ class Stack:
         return container
 
     def start_api(
-        self, name: str = "api", image: str | None = None, environment: dict[str, str] | None = None
+        self,
+        name: str = "api",
+        image: str | None = None,
+        environment: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> Container:
         """An API container answering to the alias, as the stack runs it (Docker picks its
-        address)."""
+        address); `kwargs` go to Docker's create (e.g. a command of its own)."""
         assert self.network is not None
         endpoint = self.client.api.create_endpoint_config(aliases=[contract.API_ALIAS])
         return self.run(
@@ -159,6 +163,7 @@ class Stack:
             network=self.network.name,
             networking_config={self.network.name: endpoint},
             **HARDENING,
+            **kwargs,
         )
 
     def start_proxy(self, environment: dict[str, str] | None = None) -> Container:

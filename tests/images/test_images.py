@@ -1,6 +1,7 @@
 """Both images, run the way the Pulumi stack runs them: a private network, the API reachable only
 through the proxy, non-root and read-only containers."""
 
+import json
 import re
 import shutil
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import requests
 from docker.models.containers import Container
 
 import contract
@@ -191,6 +193,18 @@ def test_proxy_is_healthy_while_the_api_name_resolves_to_nothing(stack: Stack) -
     response = get(f"{url}/")
     assert response.status_code == 502
     assert response.headers["Content-Type"] == "application/json"
+    # A POST that found no instance was never sent: it is tried once more (@retry), as a GET.
+    posted = requests.post(f"{url}/", json={}, timeout=REQUEST_TIMEOUT)
+    assert posted.status_code == 502
+    request_id = posted.headers["X-Request-ID"]
+    wait_for(
+        lambda: proxy.logs(stderr=False).decode(),
+        lambda log: f'"{request_id}"' in log,
+        timeout=10,
+        what=f"the proxy's access log line of request {request_id}",
+    )
+    [line] = [line for line in proxy.logs(stderr=False).decode().splitlines() if request_id in line]
+    assert json.loads(line)["upstream"] == "api_containers : api_containers", line
     stack.start_api()
     wait_for(
         lambda: get(f"{url}/"),
@@ -238,6 +252,48 @@ def test_proxy_answers_json_error_quickly_when_api_is_down(running: Running) -> 
     assert elapsed < REQUEST_TIMEOUT
     # The proxy's own liveness does not depend on the API.
     assert get(f"{running.url}{contract.HEALTHZ_PATH}").status_code == 200
+
+
+# An API instance that goes away mid-request, over and over: it reads the request of every
+# odd-numbered connection and closes it unanswered, and answers every even-numbered one.
+FLAKY_API = """
+import socket
+server = socket.create_server(("", 8000))
+for count in range(1, 1000):
+    connection, _ = server.accept()
+    method = connection.recv(65536).split(b" ")[0].decode()
+    if count % 2:
+        print("dropped", method, flush=True)
+    else:
+        print("answered", method, flush=True)
+        connection.sendall(b"HTTP/1.1 200 OK\\r\\nConnection: close\\r\\n\\r\\n{}")
+    connection.close()
+"""
+
+
+def test_proxy_sends_a_failed_request_once_more_only_when_that_is_safe(stack: Stack) -> None:
+    """A request nginx gave up on with a 502 is sent once more (@retry in nginx.conf): a GET
+    gets the next answer; a POST that reached an instance is never sent twice."""
+    stack.create_network()
+    api = stack.start_api(command=["python", "-c", FLAKY_API], healthcheck={"test": ["NONE"]})
+    # Its address, not the alias: served from the proxy's start, with no lookup to wait for.
+    address = api.attrs["NetworkSettings"]["Networks"][stack.name]["IPAddress"]
+    proxy = stack.start_proxy({"API_UPSTREAM": f"{address}:{contract.API_PORT}"})
+    url = Running(stack, api, proxy).url
+    wait_for(
+        lambda: get(f"{url}{contract.HEALTHZ_PATH}"),
+        lambda response: response.status_code == 200,
+        timeout=HEALTHY_TIMEOUT,
+        what="the proxy's /healthz",
+    )
+
+    assert get(f"{url}/").status_code == 200
+    posted = requests.post(f"{url}/", json={}, timeout=REQUEST_TIMEOUT)
+
+    assert posted.status_code == 502
+    assert posted.json()["status"] == 502
+    seen = api.logs().decode().split("\n")[:-1]
+    assert seen == ["dropped GET", "answered GET", "dropped POST"]
 
 
 NOT_HOST_PORT = "is not host:port"
