@@ -1,5 +1,6 @@
-"""`python -m engine_harness up|down [--stack NAME]`: deploy or remove a stack on the local
-Docker engine through the engine-backed mocks (what `make local-up` / `make local-down` run).
+"""`python -m engine_harness up|down [--stack NAME] [--refresh]`: deploy or remove a stack on
+the local Docker engine through the engine-backed mocks (what `make local-up` / `make
+local-down` run).
 
 `up` prints what it did on stderr and the proxy URL as the last line on stdout. Both are
 idempotent: `up` with nothing changed changes nothing; `down` on nothing removes nothing.
@@ -37,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine_harness", description=__doc__)
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--stack", default="dev", help="stack name (Pulumi.<stack>.yaml)")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="up: read every object back from the engine first, as `pulumi up --refresh`",
+    )
     args = parser.parse_args(argv)
     project = project_name()
     state_file = STATE_DIR / f"{project}-{args.stack}.json"
@@ -58,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     mocks = EngineMocks(client, state_file)
+    if args.refresh:
+        gone = mocks.refresh()
+        print(f"refreshed: {len(gone)} gone from the engine {sorted(gone)}", file=sys.stderr)
     try:
         exports = run_program(mocks, args.stack, config, project)
     except Exception as error:  # the user gets the reason, not a traceback

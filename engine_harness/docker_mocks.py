@@ -2,14 +2,15 @@
 
 Under Pulumi's mock runtime the program registers its resources with `new_resource`; this
 class creates each one on the engine through the Docker SDK for Python with every declared
-input, waits where the program asks it to, and returns the real state as the resource's
-outputs. An input it does not know how to apply is an error, so nothing declared is silently
-dropped.
+input, waits where the program asks it to, and returns what the provider would read back as
+the resource's outputs (`provider_read`). An input it does not know how to apply is an error,
+so nothing declared is silently dropped.
 
 A state file per stack records what was created, from which inputs, with which init errors
-and whether it is marked for deletion, like Pulumi's own state. A changed resource is replaced
-as the engine replaces it (create-first or delete-first, deletes at the end, a failed health
-wait left running): `provider_rules` has each rule with the source it was read from.
+and whether it is marked for deletion, like Pulumi's own state. The next run plans from it as
+the engine does: unchanged, updated in place, or replaced (create-first or delete-first,
+deletes at the end, a failed health wait left running); `provider_rules` has each rule with the
+source it was read from. `drift` is the read-back check, `refresh` is `up --refresh`, and
 `destroy` removes everything in reverse order.
 """
 
@@ -31,9 +32,12 @@ import docker.types
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
+from engine_harness import image_build
+from engine_harness.provider_read import MIB, changes, read_back
 from engine_harness.provider_rules import (
     CONTAINER,
     DYNAMIC,
+    GET_REMOTE_IMAGE,
     IMAGE,
     INIT_ERROR_KEY,
     NETWORK,
@@ -81,6 +85,7 @@ class Options:
     urn: str = ""
     delete_before_replace: bool | None = None
     replace_on_changes: tuple[str, ...] = ()
+    ignore_changes: tuple[str, ...] = ()
 
 
 class OptionsMonitor(MockMonitor):
@@ -96,6 +101,7 @@ class OptionsMonitor(MockMonitor):
                     request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None
                 ),
                 replace_on_changes=tuple(request.replaceOnChanges),
+                ignore_changes=tuple(request.ignoreChanges),
             )
         return super().RegisterResource(request)
 
@@ -162,24 +168,29 @@ class EngineMocks(pulumi.runtime.Mocks):
                 raise UnappliedInputError(f"{args.typ} {args.name!r}: resource type not applied")
             # Component resources own nothing on the engine.
             return f"{args.name}-component", dict(args.inputs)
-        if args.typ == IMAGE:
-            # Building is how an image's sources are compared (the cache keeps it quick); the
-            # old image stays, as with pulumi-docker.
-            resource_id, outputs = handler(args.name, inputs)
-            changed = previous is not None and (
-                previous.inputs != inputs or previous.outputs.get("repoDigest") != resource_id
-            )
-            record = Record(args.typ, args.name, inputs, resource_id, outputs)
-            self._record(record, previous, changed=changed)
-            return resource_id, outputs
         options = self.options.get(args.name, Options())
+        if previous is not None:
+            # The engine keeps the previous inputs of what the program says to ignore.
+            kept = {k: previous.inputs[k] for k in options.ignore_changes if k in previous.inputs}
+            inputs = {**inputs, **kept}
+        if args.typ == IMAGE:
+            return self._image_step(args, inputs, previous)
+        return self._apply(args, handler, inputs, previous, options)
+
+    def _apply(
+        self,
+        args: pulumi.runtime.MockResourceArgs,
+        handler: Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]],
+        inputs: dict[str, Any],
+        previous: Record | None,
+        options: Options,
+    ) -> tuple[str, dict[str, Any]]:
+        """A network or container: created, kept, updated or replaced as the engine would."""
         replaced = None  # the previous object, when it goes only at the end
-        if previous is not None and self._exists(previous):
-            changed = {
-                k
-                for k in inputs.keys() | previous.inputs.keys()
-                if inputs.get(k) != previous.inputs.get(k)
-            }
+        # The state is trusted: an object removed behind Pulumi's back is still "there" until
+        # a refresh (`refresh()`), as with `pulumi up`.
+        if previous is not None:
+            changed = changes(args.typ, previous.outputs, inputs, options.ignore_changes)
             retry = bool(previous.init_errors) and _covers(options, INIT_ERROR_KEY)
             if not changed and not retry:
                 # Unchanged; an empty update clears init errors, checking nothing.
@@ -189,10 +200,7 @@ class EngineMocks(pulumi.runtime.Mocks):
                 and not retry
                 and not replaces(args.typ, changed, list(options.replace_on_changes))
             ):
-                raise UnappliedInputError(
-                    f"{args.typ} {args.name!r}: {sorted(changed)} would be updated in place,"
-                    " which the engine harness does not emulate; replace on change instead"
-                )
+                return self._update(args, inputs, previous, changed)
             if deletes_first(args.typ, inputs, options.delete_before_replace):
                 if args.typ == NETWORK:
                     # The engine would first delete and recreate every container on it.
@@ -203,8 +211,6 @@ class EngineMocks(pulumi.runtime.Mocks):
                 self._delete(previous)
             else:
                 replaced = previous
-        elif previous is not None:
-            self._delete(previous)  # gone from the engine already; recreated
         try:
             resource_id, outputs = handler(args.name, inputs)
         except PartialCreate as partial:
@@ -216,6 +222,44 @@ class EngineMocks(pulumi.runtime.Mocks):
             raise DeployError(f"creating {self._urn(args.name)}: {partial.reason}") from None
         self._record(Record(args.typ, args.name, inputs, resource_id, outputs), previous, replaced)
         return resource_id, outputs
+
+    def _image_step(
+        self, args: pulumi.runtime.MockResourceArgs, inputs: dict[str, Any], previous: Record | None
+    ) -> tuple[str, dict[str, Any]]:
+        """Built when its inputs or its context's digest changed (the provider's Check adds the
+        digest to the inputs), else left as it is, whatever the engine has meanwhile (the
+        provider's Read echoes its state). An update, never a replacement."""
+        build = dict(inputs["build"])
+        context, dockerfile = _build_paths(build)
+        build["contextDigest"] = image_build.context_digest(context, dockerfile)
+        inputs = {**inputs, "build": build}
+        if previous is not None and previous.inputs == inputs:
+            return self._keep(args, inputs, previous)
+        resource_id, outputs = self._image(args.name, inputs)
+        self._record(Record(args.typ, args.name, inputs, resource_id, outputs), previous)
+        return resource_id, outputs
+
+    def _update(
+        self,
+        args: pulumi.runtime.MockResourceArgs,
+        inputs: dict[str, Any],
+        previous: Record,
+        changed: set[str],
+    ) -> tuple[str, dict[str, Any]]:
+        """An update in place, as the provider's Update does it: ContainerUpdate with the
+        limits and restart policy, the other changed inputs written to the state alone; what
+        dockerd refuses fails the deployment. The outputs are the plan's, not read back."""
+        if args.typ == CONTAINER:
+            try:
+                container_update(self.client, previous.id, inputs)
+            except docker.errors.APIError as error:
+                raise DeployError(
+                    f"updating {self._urn(args.name)} ({sorted(changed)}):"
+                    f" {error.explanation or error}"
+                ) from None
+        outputs = {**previous.outputs, **{k: inputs.get(k) for k in changed}}
+        self._record(Record(args.typ, args.name, inputs, previous.id, outputs), previous)
+        return previous.id, outputs
 
     def _dynamic(
         self, args: pulumi.runtime.MockResourceArgs, inputs: dict[str, Any], previous: Record | None
@@ -250,7 +294,57 @@ class EngineMocks(pulumi.runtime.Mocks):
         return self.options.get(name, Options()).urn or name
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]]]:
-        raise UnappliedInputError(f"invoke {args.token} is not applied by the engine harness")
+        if args.token != GET_REMOTE_IMAGE:
+            raise UnappliedInputError(f"invoke {args.token} is not applied by the engine harness")
+        # A local image by name (kreuzwerker data_source_docker_image.go): its id, and the
+        # registry digest it was pulled by, if any.
+        name = str(args.args["name"])
+        try:
+            image = self.client.images.get(name)
+        except docker.errors.ImageNotFound:
+            return {}, [("name", f"did not find docker image '{name}'")]
+        digests = image.attrs.get("RepoDigests") or []
+        repository = name.rsplit(":", 1)[0]
+        matching = [d for d in digests if d.startswith(repository)] or digests
+        return {"id": image.id, "name": name, "repoDigest": matching[0] if matching else ""}, []
+
+    def drift(self) -> dict[str, dict[str, tuple[Any, Any]]]:
+        """The read-back check, after a run: every container and network this run declared,
+        read back from the engine now as the provider's Read would, against its declared
+        inputs (the program's ignore_changes left out, as the engine leaves them out).
+        What differs, by resource: {input: (read back, declared)}. Empty means a refresh would
+        record nothing new and the next `up` would plan no change."""
+        found = {}
+        for record in self.applied:
+            attrs = self._inspect(record) if record.typ in (CONTAINER, NETWORK) else None
+            if attrs is None:
+                continue
+            outputs = read_back(record.typ, record.inputs, attrs)
+            ignore = self.options.get(record.name, Options()).ignore_changes
+            differing = changes(record.typ, outputs, record.inputs, ignore)
+            if differing:
+                found[record.name] = {
+                    key: (outputs.get(key), record.inputs.get(key)) for key in sorted(differing)
+                }
+        return found
+
+    def refresh(self) -> list[str]:
+        """`pulumi up --refresh`: read every object back first. One that is gone leaves the
+        state (the program's run then creates it again); the others' outputs become what the
+        engine reports now. Images and dynamic resources keep their state (their Read echoes
+        it). Returns the names of the objects that were gone."""
+        gone = []
+        for record in list(self.previous.values()):
+            if record.typ not in (CONTAINER, NETWORK):
+                continue
+            attrs = self._inspect(record)
+            if attrs is None:
+                del self.previous[record.name]
+                gone.append(record.name)
+            else:
+                record.outputs = {**record.outputs, **read_back(record.typ, record.inputs, attrs)}
+        save_state(self.state_file, self._current_state())
+        return gone
 
     # --- state --------------------------------------------------------------------------------
 
@@ -302,17 +396,17 @@ class EngineMocks(pulumi.runtime.Mocks):
 
     # --- resources ----------------------------------------------------------------------------
 
-    def _exists(self, record: Record) -> bool:
+    def _inspect(self, record: Record) -> dict[str, Any] | None:
+        """The object's `docker inspect`, or None when it is gone."""
+        getter = {
+            NETWORK: self.client.networks.get,
+            CONTAINER: self.client.containers.get,
+            IMAGE: self.client.images.get,
+        }[record.typ]
         try:
-            if record.typ == NETWORK:
-                self.client.networks.get(record.id)
-            elif record.typ == CONTAINER:
-                self.client.containers.get(record.id)
-            elif record.typ == IMAGE:
-                self.client.images.get(record.id)
+            return dict(getter(record.id).attrs)
         except docker.errors.NotFound:
-            return False
-        return True
+            return None
 
     def _delete(self, record: Record) -> None:
         delete_object(self.client, record)
@@ -346,15 +440,7 @@ class EngineMocks(pulumi.runtime.Mocks):
                 f"{NETWORK} {name!r} (subnet {subnets}): {error.explanation or error}"
             ) from None
         network.reload()
-        ipam = [
-            {
-                "subnet": config.get("Subnet"),
-                "ipRange": config.get("IPRange"),
-                "gateway": config.get("Gateway"),
-            }
-            for config in (network.attrs.get("IPAM") or {}).get("Config") or []
-        ]
-        return network.id, {**inputs, "ipamConfigs": ipam, "id": network.id}
+        return network.id, {**read_back(NETWORK, inputs, network.attrs), "id": network.id}
 
     def _image(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         # buildOnPreview only matters in a preview; this is an update.
@@ -362,28 +448,22 @@ class EngineMocks(pulumi.runtime.Mocks):
         if not inputs.get("skipPush"):
             raise UnappliedInputError(f"{IMAGE} {name!r}: pushing to a registry is not applied")
         build = inputs["build"]
-        _sub_keys(IMAGE, name, "build", build, {"context", "dockerfile", "platform", "args"})
-        # Relative paths are relative to the program's working directory, as for the provider.
-        context = Path(build["context"]).resolve()
-        dockerfile = Path(build.get("dockerfile") or context / "Dockerfile").resolve()
+        _sub_keys(IMAGE, name, "build", build, IMAGE_BUILD_INPUTS)
+        context, dockerfile = _build_paths(build)
         try:
-            image, _ = self.client.images.build(
-                path=str(context),
-                dockerfile=str(dockerfile.relative_to(context)),
-                tag=inputs["imageName"],
-                buildargs=build.get("args") or {},
-                platform=build.get("platform"),
-                rm=True,
-                forcerm=True,
+            image_id = image_build.build(
+                self.client,
+                context,
+                dockerfile,
+                inputs["imageName"],
+                build.get("args") or {},
+                build.get("platform"),
             )
-        except docker.errors.BuildError as error:
-            log = "".join(
-                str(line.get("stream", line.get("error", ""))) for line in error.build_log
-            )
-            raise DeployError(f"{IMAGE} {name!r}: build failed: {error}\n{log[-3000:]}") from None
-        return image.id, {
+        except (image_build.BuildFailedError, docker.errors.APIError) as error:
+            raise DeployError(f"{IMAGE} {name!r}: build failed: {error}") from None
+        return image_id, {
             **inputs,
-            "repoDigest": image.id,
+            "repoDigest": image_id,
             "baseImageName": inputs["imageName"],
             "platform": build.get("platform"),
         }
@@ -394,7 +474,8 @@ class EngineMocks(pulumi.runtime.Mocks):
         kwargs = container_create_args(self.client, name, inputs)
         networks = inputs.get("networksAdvanced") or []
         container = self.client.containers.create(**kwargs)
-        outputs = {**inputs, "id": container.id}
+        container.reload()
+        outputs = {**read_back(CONTAINER, inputs, container.attrs), "id": container.id}
         # From here on the container is the resource's, whatever fails (the provider records
         # its id right after the create).
         try:
@@ -411,7 +492,9 @@ class EngineMocks(pulumi.runtime.Mocks):
                 wait_healthy(container, float(inputs.get("waitTimeout", 60)))
         except (docker.errors.DockerException, DeployError) as error:
             raise PartialCreate(container.id, outputs, str(error)) from None
-        return container.id, outputs
+        # The provider's create ends with its Read: the state records what the engine reports.
+        container.reload()
+        return container.id, {**read_back(CONTAINER, inputs, container.attrs), "id": container.id}
 
 
 def autoname(logical_name: str) -> str:
@@ -427,6 +510,7 @@ CONTAINER_INPUTS = {
     "networksAdvanced",
     "ports",
     "memory",
+    "memorySwap",
     "user",
     "labels",
     "readOnly",
@@ -442,6 +526,9 @@ CONTAINER_INPUTS = {
     "waitTimeout",
     "destroyGraceSeconds",
 }
+
+# Inputs of an image's build the harness applies; contextDigest is the provider's own.
+IMAGE_BUILD_INPUTS = {"context", "dockerfile", "platform", "args", "contextDigest"}
 
 # Keys of a container's networksAdvanced entry the harness applies.
 NETWORK_ATTACHMENT = {"name", "aliases", "ipv4Address"}
@@ -470,7 +557,9 @@ def container_create_args(
     if "user" in inputs:
         kwargs["user"] = inputs["user"]
     if "memory" in inputs:
-        kwargs["mem_limit"] = f"{int(inputs['memory'])}m"  # pulumi-docker counts MiB
+        kwargs["mem_limit"] = int(inputs["memory"]) * MIB  # pulumi-docker counts MiB
+    if inputs.get("memorySwap"):
+        kwargs["memswap_limit"] = swap_bytes(inputs["memorySwap"])
     if "capabilities" in inputs:
         _sub_keys(CONTAINER, name, "capabilities", inputs["capabilities"], {"adds", "drops"})
         kwargs["cap_add"] = inputs["capabilities"].get("adds") or None
@@ -507,6 +596,31 @@ def container_create_args(
             )
         }
     return kwargs
+
+
+def _build_paths(build: dict[str, Any]) -> tuple[Path, Path]:
+    """The build's context and Dockerfile; relative paths are relative to the program's
+    working directory, as for the provider (it runs in the program's directory)."""
+    context = Path(build["context"]).resolve()
+    return context, Path(build.get("dockerfile") or context / "Dockerfile").resolve()
+
+
+def swap_bytes(megabytes: float) -> int:
+    """memory_swap as the provider sends it: MiB, or -1 (unlimited) as it is."""
+    return int(megabytes) * MIB if megabytes > 0 else int(megabytes)
+
+
+def container_update(
+    client: docker.DockerClient, container_id: str, inputs: dict[str, Any]
+) -> None:
+    """The provider's ContainerUpdate (resourceDockerContainerUpdate): memory, swap only when
+    declared, the restart policy; dockerd checks them against what the container has."""
+    update: dict[str, Any] = {"mem_limit": int(inputs.get("memory", 0)) * MIB}
+    if inputs.get("memorySwap"):
+        update["memswap_limit"] = swap_bytes(inputs["memorySwap"])
+    if "restart" in inputs:
+        update["restart_policy"] = {"Name": inputs["restart"]}
+    client.api.update_container(container_id, **update)
 
 
 def wait_healthy(container: Any, timeout: float) -> None:

@@ -7,8 +7,8 @@ where it is written:
 - Replace or update. A changed field the provider can't update in place (ForceNew) makes the
   change a replacement, and so does a field in the program's `replace_on_changes` ("*": any).
   Other changes are updates in place: for a container, `ContainerUpdate` of restart and the
-  resource limits, the rest written to the state alone; the harness refuses to emulate those
-  (UnappliedInputError), and the program replaces on every change.
+  resource limits (what dockerd refuses fails the deployment), the rest written to the state
+  alone, never applied (tmpfs). The program replaces on every change.
   pulumi `pkg/resource/deploy/step_generator.go` applyReplaceOnChanges; kreuzwerker
   `internal/provider/resource_docker_container.go` (schema) and
   `resource_docker_container_funcs.go` resourceDockerContainerUpdate.
@@ -49,8 +49,13 @@ where it is written:
   create; a create that raises fails the deployment and records nothing. Their delete is the
   provider's (a no-op for ours).
   Python SDK `pulumi/dynamic/__main__.py` (Create, Diff, get_provider).
-- No refresh. `pulumi up` trusts the state the last deployment recorded.
+- Read back. The state records what the provider's Read reports after a create, not the
+  inputs, and the next deployment diffs that against the inputs (`provider_read`).
+- No refresh. `pulumi up` trusts the state the last deployment recorded; `up --refresh` reads
+  every object back first, and one that is gone is created again.
   pulumi `pkg/cmd/pulumi/operations/io.go` getRefreshOption.
+- Images. Built with BuildKit through the engine's API, and only when their inputs or the
+  digest of their context changed (`image_build`).
 """
 
 from typing import Final
@@ -60,6 +65,8 @@ DYNAMIC: Final = "pulumi-python:dynamic:Resource"
 NETWORK: Final = "docker:index/network:Network"
 IMAGE: Final = "docker:index/image:Image"
 CONTAINER: Final = "docker:index/container:Container"
+# The invoke that looks a local image up by name (kreuzwerker data_source_docker_image.go).
+GET_REMOTE_IMAGE: Final = "docker:index/getRemoteImage:getRemoteImage"
 
 # Top-level inputs the provider updates in place (no ForceNew in its schema); every other input
 # of these types forces a replacement. docker_network has no Update at all.

@@ -46,6 +46,8 @@ class EngineStack:
     config: dict[str, str]
     exports: dict[str, Any] = field(default_factory=dict)
     summary: Summary = field(default_factory=Summary)
+    # The read-back check after the deploy (EngineMocks.drift): empty when all is as declared.
+    drift: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -79,28 +81,44 @@ class Deployments:
     """Deploys stacks through the engine harness; `close()` removes all of them."""
 
     def __init__(
-        self, client: docker.DockerClient, base_images: dict[str, str], state_dir: Path
+        self,
+        client: docker.DockerClient,
+        base_images: dict[str, str],
+        state_dir: Path,
+        subnets_of: docker.DockerClient | None = None,
     ) -> None:
         self.client = client
         self.base_images = base_images
         self.state_dir = state_dir
+        # The engine whose networks a new stack's subnet must not overlap (its own by default).
+        self.subnets_of = subnets_of or client
         self.stacks: list[EngineStack] = []
 
     def up(self, stack: str, **overrides: str) -> EngineStack:
         """Deploy (or update) `stack`: the config of its last deploy, else the dev stack's on a
         free port, with `overrides` on top. Raises what the program raises."""
+        return self._deploy(stack, overrides, refresh=False)
+
+    def up_refreshed(self, stack: str) -> EngineStack:
+        """`pulumi up --refresh` of `stack` with the config of its last deploy."""
+        return self._deploy(stack, {}, refresh=True)
+
+    def _deploy(self, stack: str, overrides: dict[str, str], *, refresh: bool) -> EngineStack:
         earlier = [record.config for record in self.stacks if record.name == stack]
         base = earlier[-1] if earlier else self.default_config()
         record = EngineStack(stack, self.state_dir / f"{stack}.json", base | full_config(overrides))
         # Recorded before the run, so a failed deploy is removed too.
         self.stacks.append(record)
         mocks = EngineMocks(self.client, record.state_file)
+        if refresh:
+            mocks.refresh()
         record.exports = run_program(mocks, stack, record.config, PROJECT)
         record.summary = mocks.finish()
+        record.drift = mocks.drift()
         return record
 
     def default_config(self) -> dict[str, str]:
-        return side_by_side_config(self.client, self.base_images)
+        return side_by_side_config(self.subnets_of, self.base_images)
 
     def close(self) -> None:
         """Remove every deployed stack's containers and networks (by state, then by label)
