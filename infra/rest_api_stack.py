@@ -5,6 +5,7 @@ A ComponentResource, so other Pulumi programs can reuse the whole stack with one
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -53,6 +54,31 @@ def build_context(directory: str) -> str:
     in another place.
     """
     return os.path.relpath(REPO_ROOT / directory, Path.cwd())
+
+
+def dockerfile_base_image(context: str) -> str:
+    """The base image a Dockerfile builds on when none is configured: its `ARG BASE_IMAGE=`."""
+    dockerfile = (REPO_ROOT / context / "Dockerfile").read_text()
+    match = re.search(r"^ARG BASE_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
+    if match is None:
+        raise ValueError(f"{context}/Dockerfile has no default base image (ARG BASE_IMAGE=...)")
+    return match.group(1)
+
+
+def base_image_id(name: str) -> str:
+    """The engine's id of a base image, or "" when the engine doesn't have it yet (the build
+    pulls it; the next `pulumi up` then rebuilds once, with its id)."""
+    try:
+        image = docker.get_remote_image(name=name)
+    except Exception:  # the invoke fails when the engine has no such image
+        image = None
+    if image is None or not image.id:
+        pulumi.log.warn(
+            f"base image {name} is not on the Docker engine yet: the build pulls it. Pull it"
+            " first (`docker pull`) so that the next `pulumi up` does not rebuild for it."
+        )
+        return ""
+    return str(image.id)
 
 
 def proxy_url(bind_address: str, port: int) -> str:
@@ -226,10 +252,11 @@ class RestApiStack(pulumi.ComponentResource):
     def _image(
         self, resource_name: str, args: RestApiStackArgs, context: str, role: str
     ) -> docker.Image:
-        base_image = {
+        configured = {
             "api": args.settings.api_base_image,
             "proxy": args.settings.proxy_base_image,
         }[role]
+        base_image = configured or dockerfile_base_image(context)
         return docker.Image(
             resource_name,
             image_name=f"{args.name_prefix}-{role}:{args.image_tag}",
@@ -237,8 +264,10 @@ class RestApiStack(pulumi.ComponentResource):
                 context=build_context(context),
                 dockerfile=build_context(f"{context}/Dockerfile"),
                 platform=args.settings.image_platform,
-                # Unset: the Dockerfile's own default base image applies.
-                args={"BASE_IMAGE": base_image} if base_image else None,
+                # The base by name and by the engine's id of it: pulumi-docker compares the
+                # build's files and arguments, never the base image itself, so a new base
+                # under the same name (rebuilt, or a newer one pulled) rebuilds only this way.
+                args={"BASE_IMAGE": base_image, "BASE_IMAGE_ID": base_image_id(base_image)},
             ),
             # Local images only: the containers run on the engine that built them.
             skip_push=True,
@@ -266,6 +295,15 @@ class RestApiStack(pulumi.ComponentResource):
         bounded resources and logs, a restart policy, a graceful stop, and replacement (never
         an update in place) for any change."""
         limit = args.settings.process_limit
+        log_options = dict(sorted(LOG_OPTIONS.items()))
+        # Docker merges the host's own defaults (daemon.json `log-opts`, `default-ulimits`)
+        # into what it reports for these two, which pulumi-docker would read back as a change
+        # on every `pulumi up`: Pulumi ignores the read-back, and these labels (never read
+        # back) carry what is declared, so changing it still replaces the container.
+        declared = {
+            contract.LABEL_LOG_OPTS: ",".join(f"{k}={v}" for k, v in log_options.items()),
+            contract.LABEL_ULIMITS: f"nproc={limit}:{limit}",
+        }
         return docker.Container(
             resource_name,
             name=docker_name,
@@ -277,20 +315,23 @@ class RestApiStack(pulumi.ComponentResource):
             sysctls=sysctls,
             labels=[
                 docker.ContainerLabelArgs(label=key, value=value)
-                for key, value in self._labels(args, role).items()
+                for key, value in {**self._labels(args, role), **declared}.items()
             ],
             user=user,
             read_only=True,
             tmpfs={"/tmp": TMPFS_OPTIONS},  # noqa: S108 (a private tmpfs mount point)
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-            security_opts=["no-new-privileges:true"],
+            security_opts=["no-new-privileges=true"],
             memory=memory_mb,
+            # No swap: the limit is the memory. Unset, Docker allows as much swap again, and
+            # pulumi-docker reads that back as a change on every `pulumi up`.
+            memory_swap=memory_mb,
             # pulumi-docker has no pids limit; RLIMIT_NPROC bounds the processes and threads
             # of the container's user instead.
             ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=limit, hard=limit)],
             restart="unless-stopped",
             log_driver="json-file",
-            log_opts=LOG_OPTIONS,
+            log_opts=log_options,
             # Not pulumi-docker's wait (its error says only "failed to be in healthy state"):
             # ContainerHealthy waits instead, and says why.
             wait=False,
@@ -304,6 +345,7 @@ class RestApiStack(pulumi.ComponentResource):
                     # place, or only in its state: a replacement applies every change, and
                     # for the API containers without downtime.
                     replace_on_changes=["*"],
+                    ignore_changes=["logOpts", "ulimits"],
                 ),
                 opts,
             ),

@@ -37,10 +37,10 @@ BOOL_KEYS: Final[dict[str, tuple[bool, str]]] = {
     "apiAccessLog": (False, "gunicorn's own access log in each API container"),
 }
 DEFAULT_BIND_ADDRESS: Final = "127.0.0.1"
-# The stack's private network. Fixed (not chosen by Docker) so that each API container keeps
-# its address when it is replaced, and the proxy's upstream pool stays valid without a reload.
+# The stack's private network: declared (not chosen by Docker), so that gunicorn can trust
+# X-Forwarded-* from this network alone, and two stacks never overlap by surprise.
 DEFAULT_SUBNET: Final = "172.28.10.0/24"
-# Room for the gateway, the API containers' fixed addresses and Docker's own allocations.
+# From room for a few hundred containers down to a few dozen (replicas replaced side by side).
 SUBNET_PREFIXES: Final = (16, 26)
 DEFAULT_PLATFORM: Final = "linux/amd64"
 
@@ -117,12 +117,13 @@ def _check_string(
     return value
 
 
-def _is_ip(value: str) -> bool:
+def _is_bind_address(value: str) -> bool:
+    """An IPv4 or IPv6 address, with no zone: Docker can't bind a scoped one (fe80::1%eth0)."""
     try:
-        ipaddress.ip_address(value)
+        address = ipaddress.ip_address(value)
     except ValueError:
         return False
-    return True
+    return not getattr(address, "scope_id", None)
 
 
 def _is_private_subnet(value: str) -> bool:
@@ -163,8 +164,9 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         config,
         "proxyBindAddress",
         problems,
-        _is_ip,
-        "an IP address (e.g. 127.0.0.1 for this host only, 0.0.0.0 for all interfaces)",
+        _is_bind_address,
+        "an IP address with no zone (e.g. 127.0.0.1 or ::1 for this host only, 0.0.0.0 for"
+        " all interfaces)",
     )
     low, high = SUBNET_PREFIXES
     subnet = _check_string(
@@ -192,7 +194,8 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         )
     return Settings(
         proxy_port=ints["proxyPort"],
-        proxy_bind_address=bind or DEFAULT_BIND_ADDRESS,
+        # As Docker reports it (::1, not 0:0:0:0:0:0:0:1): read back the same on every up.
+        proxy_bind_address=str(ipaddress.ip_address(bind or DEFAULT_BIND_ADDRESS)),
         api_replicas=ints["apiReplicas"],
         api_workers=ints["apiWorkers"],
         api_threads=ints["apiThreads"],
