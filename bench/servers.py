@@ -26,7 +26,7 @@ API_HARDENING: Final[dict[str, Any]] = {
     "read_only": True,
     "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=16m"},  # noqa: S108 (in the container)
     "cap_drop": ["ALL"],
-    "security_opt": ["no-new-privileges:true"],
+    "security_opt": ["no-new-privileges=true"],
     "mem_limit": "256m",
     "ulimits": [docker.types.Ulimit(name="nproc", soft=512, hard=512)],
     "log_config": docker.types.LogConfig(
@@ -176,7 +176,7 @@ def start_proxy(
         user=contract.PROXY_USER,
         tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=16m"},  # noqa: S108 (in the container)
         cap_drop=["ALL"],
-        security_opt=["no-new-privileges:true"],
+        security_opt=["no-new-privileges=true"],
         mem_limit="128m",
         **options,
     )

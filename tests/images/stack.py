@@ -32,7 +32,7 @@ HARDENING: dict[str, Any] = {
     "read_only": True,
     "tmpfs": {CONTAINER_TMP: ""},
     "cap_drop": ["ALL"],
-    "security_opt": ["no-new-privileges:true"],
+    "security_opt": ["no-new-privileges=true"],
 }
 
 

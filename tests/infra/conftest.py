@@ -14,7 +14,13 @@ import pytest
 import contract
 from engine_harness.docker_mocks import Options, autoname
 from engine_harness.program import run_program
+from engine_harness.provider_rules import GET_REMOTE_IMAGE
 from tests.engine_stacks import PROJECT, full_config
+
+
+def base_image_id(name: str) -> str:
+    """The id the mocks' engine gives a base image."""
+    return f"sha256:{hashlib.sha256(name.encode()).hexdigest()}"
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.completed_before: dict[str, set[str]] = {}
         self._completed: set[str] = set()
         self._lock = threading.Lock()
+        self.missing_images: set[str] = set()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         with self._lock:
@@ -60,7 +67,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
-        raise AssertionError(f"the program made an unexpected invoke: {args.token}")
+        assert args.token == GET_REMOTE_IMAGE, (
+            f"the program made an unexpected invoke: {args.token}"
+        )
+        # Every base image is on the engine, with an id of its own unless `missing_images`.
+        name = str(args.args["name"])
+        if name in self.missing_images:
+            return {}, [("name", f"did not find docker image '{name}'")]
+        return {"id": base_image_id(name), "name": name, "repoDigest": ""}, []
 
     def of_type(self, suffix: str) -> list[Registered]:
         return [r for r in self.resources if r.typ.endswith(suffix)]
@@ -97,10 +111,14 @@ Deploy = Callable[..., Deployment]
 
 @pytest.fixture
 def deploy() -> Deploy:
-    """deploy(stack="dev", **config): run the program; return what it registered and exported."""
+    """deploy(stack="dev", missing_images=..., **config): run the program (the named base images
+    not on the engine); return what it registered and exported."""
 
-    def run(stack: str = "unit", **config: str) -> Deployment:
+    def run(
+        stack: str = "unit", missing_images: frozenset[str] = frozenset(), **config: str
+    ) -> Deployment:
         mocks = RecordingMocks()
+        mocks.missing_images = set(missing_images)
         exports = run_program(mocks, stack, full_config(config), PROJECT)
         return Deployment(mocks, exports)
 

@@ -2,12 +2,16 @@
 
 import ipaddress
 import re
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 import contract
-from rest_api_stack import HEALTHY_WITHIN_SECONDS
-from tests.infra.conftest import PROJECT, Deploy, Deployment, labels_of
+from rest_api_stack import HEALTHY_WITHIN_SECONDS, dockerfile_base_image
+from tests.conftest import REPO_ROOT
+from tests.infra.conftest import PROJECT, Deploy, Deployment, base_image_id, labels_of
 
 pytestmark = pytest.mark.unit
 
@@ -173,16 +177,46 @@ def test_images_are_local_pinned_and_relative(default: Deployment) -> None:
         # Pulumi runs the program in infra/: contexts are stable relative paths from there.
         assert build["context"] in {f"../{contract.API_CONTEXT}", f"../{contract.PROXY_CONTEXT}"}
         assert build["dockerfile"] == f"{build['context']}/Dockerfile", image.name
-        assert "args" not in build, f"{image.name}: default base image should be the Dockerfile's"
 
 
-def test_base_images_are_passed_as_build_args(deploy: Deploy) -> None:
+def test_unconfigured_base_images_are_the_dockerfiles_defaults(default: Deployment) -> None:
+    args = {i.name: i.inputs["build"]["args"] for i in default.mocks.of_type(":Image")}
+    api, proxy = (dockerfile_base_image(c) for c in (contract.API_CONTEXT, contract.PROXY_CONTEXT))
+    assert api.startswith("python:") and proxy.startswith("nginx:")
+    assert args == {
+        f"{PROJECT}-unit-api-image": {"BASE_IMAGE": api, "BASE_IMAGE_ID": base_image_id(api)},
+        f"{PROJECT}-unit-proxy-image": {
+            "BASE_IMAGE": proxy,
+            "BASE_IMAGE_ID": base_image_id(proxy),
+        },
+    }
+
+
+def test_base_images_are_passed_by_name_and_engine_id(deploy: Deploy) -> None:
+    """The base's id is a build input: a new base under the same name is a new build."""
     deployment = deploy(apiBaseImage="registry:5000/py:3", proxyBaseImage="ngx:1")
     args = {i.name: i.inputs["build"]["args"] for i in deployment.mocks.of_type(":Image")}
     assert args == {
-        f"{PROJECT}-unit-api-image": {"BASE_IMAGE": "registry:5000/py:3"},
-        f"{PROJECT}-unit-proxy-image": {"BASE_IMAGE": "ngx:1"},
+        f"{PROJECT}-unit-api-image": {
+            "BASE_IMAGE": "registry:5000/py:3",
+            "BASE_IMAGE_ID": base_image_id("registry:5000/py:3"),
+        },
+        f"{PROJECT}-unit-proxy-image": {
+            "BASE_IMAGE": "ngx:1",
+            "BASE_IMAGE_ID": base_image_id("ngx:1"),
+        },
     }
+
+
+def test_a_base_image_not_on_the_engine_yet_is_built_without_its_id(
+    deploy: Deploy, caplog: pytest.LogCaptureFixture
+) -> None:
+    deployment = deploy(missing_images={"ngx:1"}, apiBaseImage="py:3", proxyBaseImage="ngx:1")
+    args = {i.name: i.inputs["build"]["args"] for i in deployment.mocks.of_type(":Image")}
+    assert args[f"{PROJECT}-unit-proxy-image"] == {"BASE_IMAGE": "ngx:1", "BASE_IMAGE_ID": ""}
+    assert args[f"{PROJECT}-unit-api-image"]["BASE_IMAGE_ID"] == base_image_id("py:3")
+    # The mock runtime hands the program's warnings to Python's logging.
+    assert "base image ngx:1 is not on the Docker engine yet" in caplog.text
 
 
 @pytest.mark.parametrize("role", ["api", "proxy"])
@@ -195,10 +229,31 @@ def test_every_container_is_hardened(default: Deployment, role: str) -> None:
         assert inputs["readOnly"] is True, container.name
         assert "/tmp" in inputs["tmpfs"], container.name
         assert inputs["capabilities"] == {"drops": ["ALL"]}, container.name
-        assert "no-new-privileges:true" in inputs["securityOpts"], container.name
+        assert "no-new-privileges=true" in inputs["securityOpts"], container.name
         assert inputs["memory"] > 0, container.name
         assert {u["name"] for u in inputs["ulimits"]} == {"nproc"}, container.name
         assert inputs["restart"] == "unless-stopped", container.name
+
+
+def test_containers_read_back_as_declared_on_any_host(default: Deployment) -> None:
+    """What Docker would report differently from the declaration is settled in the program
+    (docs/provider-fidelity.md): swap declared as the memory (no swap); the two settings Docker
+    merges the host's defaults into are ignored on read-back, and declared in labels instead."""
+    for container in default.containers:
+        inputs, labels = container.inputs, labels_of(container)
+        assert inputs["memorySwap"] == inputs["memory"], container.name
+        assert container.options.ignore_changes == ("logOpts", "ulimits"), container.name
+        declared_log = ",".join(f"{k}={v}" for k, v in sorted(inputs["logOpts"].items()))
+        assert labels[contract.LABEL_LOG_OPTS] == declared_log, container.name
+        (nproc,) = inputs["ulimits"]
+        limits = f"nproc={int(nproc['soft'])}:{int(nproc['hard'])}"
+        assert labels[contract.LABEL_ULIMITS] == limits, container.name
+
+
+def test_a_changed_process_limit_still_replaces_the_containers(deploy: Deploy) -> None:
+    before, after = deploy(), deploy(processLimit="1024")
+    for old, new in zip(before.containers, after.containers, strict=True):
+        assert labels_of(old) != labels_of(new), "ulimits are ignored on read-back: the label"
 
 
 def test_every_container_is_waited_for_until_healthy(default: Deployment) -> None:
@@ -252,3 +307,31 @@ def test_proxy_reuses_time_wait_ports_for_upstream_connections(default: Deployme
     assert default.proxy.inputs["sysctls"] == {"net.ipv4.tcp_tw_reuse": "1"}
     for container in default.api_containers:
         assert "sysctls" not in container.inputs, container.name
+
+
+def test_pulumi_finds_the_programs_dependencies_where_it_looks() -> None:
+    """`pulumi install` (and `pulumi` creating the virtualenv) runs `pip install -r
+    requirements.txt` in the program's directory, `main:`, and installs nothing when there is
+    none there (pulumi sdk/python/toolchain/pip.go InstallDependencies): the one there must
+    name every dependency of the repository's list."""
+    program_dir = REPO_ROOT / yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["main"]
+    resolved = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-index",
+            "-r",
+            "requirements.txt",
+        ],
+        cwd=program_dir,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for requirement in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+        if requirement and not requirement.startswith("#"):
+            name = re.split(r"[<>=\[ ]", requirement)[0]
+            assert f"Requirement already satisfied: {name}" in resolved, requirement

@@ -1,5 +1,6 @@
-"""The real thing: `pulumi up`, smoke test, an `up` that changes nothing, and `destroy`, via
-the Automation API with a local file backend. Needs the pulumi CLI and a Docker engine."""
+"""The real thing: `pulumi up`, smoke test, an `up` that changes nothing, a refresh that finds
+nothing, and `destroy`, via the Automation API with a local file backend. Needs the pulumi CLI
+and a Docker engine."""
 
 import shutil
 import subprocess
@@ -65,9 +66,14 @@ def test_up_smoke_noop_up_destroy(
     )
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
 
+    # What the provider read back after the create is what the program declares: an `up`
+    # plans no change, and a refresh finds none (docs/provider-fidelity.md).
     again = pulumi_stack.up(on_output=print)
     changes = {kind: count for kind, count in (again.summary.resource_changes or {}).items()}
     assert set(changes) == {"same"}, f"second up changed something: {changes}"
+    refreshed = pulumi_stack.refresh(on_output=print)
+    changes = {kind: count for kind, count in (refreshed.summary.resource_changes or {}).items()}
+    assert set(changes) == {"same"}, f"refresh found changes: {changes}"
 
     pulumi_stack.destroy(on_output=print)
     assert stack_objects(docker_client, unique_name) == [], f"{PROJECT} left objects behind"

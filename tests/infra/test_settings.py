@@ -38,6 +38,7 @@ def deploy_invalid(config: dict[str, str]) -> tuple[str, RecordingMocks]:
         ("proxyBindAddress", "localhost", "an IP address"),
         ("proxyBindAddress", "256.0.0.1", "an IP address"),
         ("proxyBindAddress", "", "an IP address"),
+        ("proxyBindAddress", "fe80::1%eth0", "an IP address with no zone"),
         ("apiBaseImage", "Python:3", "an image reference"),
         ("apiBaseImage", "python:3 ; rm -rf /", "an image reference"),
         ("apiBaseImage", "", "an image reference"),
@@ -91,6 +92,20 @@ def test_all_problems_are_reported_together() -> None:
 )
 def test_boundary_values_are_accepted(deploy: Deploy, key: str, value: str) -> None:
     assert deploy(**{key: value}).containers
+
+
+@pytest.mark.parametrize(
+    ("written", "declared"),
+    [("0:0:0:0:0:0:0:1", "::1"), ("::0001", "::1"), ("0::", "::"), ("127.0.0.1", "127.0.0.1")],
+)
+def test_the_bind_address_is_declared_as_docker_reports_it(
+    deploy: Deploy, written: str, declared: str
+) -> None:
+    """Docker reports a published port's address in its canonical form, and pulumi-docker
+    compares that with the declared one on every up: any other spelling would replace the
+    proxy each time."""
+    (port,) = deploy(proxyBindAddress=written).proxy.inputs["ports"]
+    assert port["ip"] == declared
 
 
 def test_every_int_key_has_a_sane_default_range() -> None:

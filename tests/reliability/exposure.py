@@ -15,7 +15,7 @@ from settings import Settings
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 # Host paths no container of the stack may mount (CIS 5.5).
 SENSITIVE_HOST_PATHS = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr", "/var/run")
-NO_NEW_PRIVILEGES = {"no-new-privileges", "no-new-privileges:true"}
+NO_NEW_PRIVILEGES = {"no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"}
 
 
 def violations(container: Container, settings: Settings) -> list[str]:
