@@ -32,10 +32,6 @@ PROXY_CONTEXT: Final = "proxy"
 LABEL_PROJECT: Final = "pulumi.project"
 LABEL_STACK: Final = "pulumi.stack"
 LABEL_ROLE: Final = "pulumi.role"
-# What the program declares for the settings Docker merges the host's defaults into (so
-# pulumi-docker's read-back can't show them): a change of a label replaces the container.
-LABEL_LOG_OPTS: Final = "pulumi.log-opts"
-LABEL_ULIMITS: Final = "pulumi.ulimits"
 ROLE_API: Final = "api"
 ROLE_PROXY: Final = "proxy"
 ROLE_NETWORK: Final = "network"

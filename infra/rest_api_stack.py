@@ -20,8 +20,11 @@ from settings import Settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Sizes of the writable tmpfs mounts on otherwise read-only root filesystems.
 TMPFS_OPTIONS = "rw,noexec,nosuid,nodev,size=16m"
-# Bounded container logs, so a chatty container can't fill the host's disk.
-LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
+# Docker's `local` log driver: rotated and compressed by default (5 files of 20 MB at most), so
+# a chatty container can't fill the host's disk, with no options to declare (json-file needs
+# them, and Docker merges a host's daemon.json `log-opts` into declared ones, which
+# pulumi-docker then reads back as a change on every `pulumi up`).
+LOG_DRIVER = "local"
 # A new container must report healthy within this long, or the deploy fails (and the previous
 # release keeps serving: see RestApiStack). It fails sooner when Docker calls it unhealthy.
 HEALTHY_WITHIN_SECONDS = 60
@@ -65,20 +68,21 @@ def dockerfile_base_image(context: str) -> str:
     return match.group(1)
 
 
-def base_image_id(name: str) -> str:
-    """The engine's id of a base image, or "" when the engine doesn't have it yet (the build
-    pulls it; the next `pulumi up` then rebuilds once, with its id)."""
+def base_image_id(name: str, opts: pulumi.InvokeOptions) -> str:
+    """The engine's id of a base image, or "" when it isn't in the engine's image store: a
+    registry image a BuildKit build pulled lives in the build cache only, so a newer one under
+    the same name can't be noticed (`docker pull` it, or pin it by digest)."""
     try:
-        image = docker.get_remote_image(name=name)
-    except Exception:  # the invoke fails when the engine has no such image
-        image = None
-    if image is None or not image.id:
-        pulumi.log.warn(
-            f"base image {name} is not on the Docker engine yet: the build pulls it. Pull it"
-            " first (`docker pull`) so that the next `pulumi up` does not rebuild for it."
-        )
-        return ""
-    return str(image.id)
+        return str(docker.get_remote_image(name=name, opts=opts).id)
+    except Exception as error:  # the invoke raises a plain Exception with the provider's text
+        if "did not find docker image" not in str(error):
+            raise
+    pulumi.log.warn(
+        f"base image {name} is not in the Docker engine's image store: a newer image under"
+        " this name will not rebuild the stack's image. `docker pull` it, or pin it by digest"
+        " (name@sha256:...)."
+    )
+    return ""
 
 
 def proxy_url(bind_address: str, port: int) -> str:
@@ -267,7 +271,10 @@ class RestApiStack(pulumi.ComponentResource):
                 # The base by name and by the engine's id of it: pulumi-docker compares the
                 # build's files and arguments, never the base image itself, so a new base
                 # under the same name (rebuilt, or a newer one pulled) rebuilds only this way.
-                args={"BASE_IMAGE": base_image, "BASE_IMAGE_ID": base_image_id(base_image)},
+                args={
+                    "BASE_IMAGE": base_image,
+                    "BASE_IMAGE_ID": base_image_id(base_image, pulumi.InvokeOptions(parent=self)),
+                },
             ),
             # Local images only: the containers run on the engine that built them.
             skip_push=True,
@@ -294,28 +301,19 @@ class RestApiStack(pulumi.ComponentResource):
         """A container with what every container of the stack gets: least privilege,
         bounded resources and logs, a restart policy, a graceful stop, and replacement (never
         an update in place) for any change."""
-        limit = args.settings.process_limit
-        log_options = dict(sorted(LOG_OPTIONS.items()))
-        # Docker merges the host's own defaults (daemon.json `log-opts`, `default-ulimits`)
-        # into what it reports for these two, which pulumi-docker would read back as a change
-        # on every `pulumi up`: Pulumi ignores the read-back, and these labels (never read
-        # back) carry what is declared, so changing it still replaces the container.
-        declared = {
-            contract.LABEL_LOG_OPTS: ",".join(f"{k}={v}" for k, v in log_options.items()),
-            contract.LABEL_ULIMITS: f"nproc={limit}:{limit}",
-        }
         return docker.Container(
             resource_name,
             name=docker_name,
             # By digest: a rebuilt image replaces the container, an unchanged one doesn't.
             image=image.repo_digest,
-            envs=envs,
+            # The process limit each image applies itself (see gunicorn.conf.py, entrypoint.sh).
+            envs=[*envs, f"PROCESS_LIMIT={args.settings.process_limit}"],
             networks_advanced=[network],
             ports=ports,
             sysctls=sysctls,
             labels=[
                 docker.ContainerLabelArgs(label=key, value=value)
-                for key, value in {**self._labels(args, role), **declared}.items()
+                for key, value in self._labels(args, role).items()
             ],
             user=user,
             read_only=True,
@@ -323,15 +321,8 @@ class RestApiStack(pulumi.ComponentResource):
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
             security_opts=["no-new-privileges=true"],
             memory=memory_mb,
-            # No swap: the limit is the memory. Unset, Docker allows as much swap again, and
-            # pulumi-docker reads that back as a change on every `pulumi up`.
-            memory_swap=memory_mb,
-            # pulumi-docker has no pids limit; RLIMIT_NPROC bounds the processes and threads
-            # of the container's user instead.
-            ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=limit, hard=limit)],
             restart="unless-stopped",
-            log_driver="json-file",
-            log_opts=log_options,
+            log_driver=LOG_DRIVER,
             # Not pulumi-docker's wait (its error says only "failed to be in healthy state"):
             # ContainerHealthy waits instead, and says why.
             wait=False,
@@ -345,7 +336,10 @@ class RestApiStack(pulumi.ComponentResource):
                     # place, or only in its state: a replacement applies every change, and
                     # for the API containers without downtime.
                     replace_on_changes=["*"],
-                    ignore_changes=["logOpts", "ulimits"],
+                    # Unset, Docker allows as much swap as memory where the kernel accounts
+                    # swap (and reports 2 x memory) and can't limit it where it doesn't (-1):
+                    # either way not what was declared, so not compared.
+                    ignore_changes=["memorySwap"],
                 ),
                 opts,
             ),

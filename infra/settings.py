@@ -118,12 +118,13 @@ def _check_string(
 
 
 def _is_bind_address(value: str) -> bool:
-    """An IPv4 or IPv6 address, with no zone: Docker can't bind a scoped one (fe80::1%eth0)."""
+    """An IPv4 or IPv6 address, with no zone (Docker can't bind fe80::1%eth0) and not an
+    IPv4-mapped one (Docker reports ::ffff:127.0.0.1 as 127.0.0.1: write that)."""
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
         return False
-    return not getattr(address, "scope_id", None)
+    return not getattr(address, "scope_id", None) and not getattr(address, "ipv4_mapped", None)
 
 
 def _is_private_subnet(value: str) -> bool:
@@ -165,8 +166,8 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         "proxyBindAddress",
         problems,
         _is_bind_address,
-        "an IP address with no zone (e.g. 127.0.0.1 or ::1 for this host only, 0.0.0.0 for"
-        " all interfaces)",
+        "an IPv4 or IPv6 address, not IPv4-mapped and with no zone (e.g. 127.0.0.1 or ::1 for"
+        " this host only, 0.0.0.0 for all interfaces)",
     )
     low, high = SUBNET_PREFIXES
     subnet = _check_string(

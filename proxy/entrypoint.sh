@@ -11,6 +11,9 @@
 #                     the client's own (default localhost:8080), e.g. 127.0.0.1:8080
 #   RATE_LIMIT_RPS    requests per second allowed per client address; 0 disables (default 0)
 #   RATE_LIMIT_BURST  requests above the rate accepted at once before 429 (default 2x rate)
+#   PROCESS_LIMIT     processes and threads nginx's user may run (RLIMIT_NPROC), a fork-bomb
+#                     bound set here rather than as a container ulimit (Docker merges a host's
+#                     defaults into those); never above what the container has. 0: unchanged
 set -eu
 
 fail() {
@@ -55,6 +58,14 @@ rps=${RATE_LIMIT_RPS:-0}
 echo "$rps" | grep -Eq '^[0-9]{1,6}$' || fail "RATE_LIMIT_RPS='$rps' is not a whole number of requests per second (0 disables)"
 burst=${RATE_LIMIT_BURST:-$((rps * 2))}
 echo "$burst" | grep -Eq '^[0-9]{1,6}$' || fail "RATE_LIMIT_BURST='$burst' is not a whole number of requests"
+
+limit=${PROCESS_LIMIT:-0}
+echo "$limit" | grep -Eq '^[0-9]{1,7}$' || fail "PROCESS_LIMIT='$limit' is not a whole number of processes (0 keeps the container's)"
+if [ "$limit" -gt 0 ]; then
+    hard=$(ulimit -H -p)
+    [ "$hard" = unlimited ] || [ "$limit" -le "$hard" ] || limit=$hard
+    ulimit -p "$limit"  # dash: -p is the process limit, soft and hard
+fi
 
 mkdir -p /tmp/nginx
 {

@@ -6,6 +6,7 @@ without a new image.
 """
 
 import os
+import resource
 import signal
 import time
 from typing import Any
@@ -33,6 +34,18 @@ def _env_switch(name: str, default: bool) -> bool:
         return False
     raise SystemExit(f"gunicorn.conf.py: {name}={value!r} is not on or off")
 
+
+# --- Process limit -------------------------------------------------------------------------
+# Processes and threads the API's user may run (RLIMIT_NPROC, soft and hard), for every process
+# gunicorn starts: a fork-bomb bound. Set here, not as a container ulimit, because Docker merges
+# a host's default ulimits into those and pulumi-docker would read that back as a change.
+# Lowering a limit needs no privilege; it never goes above what the container already has.
+_process_limit = _env_int("PROCESS_LIMIT", 0)
+if _process_limit:
+    _, _hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    if _hard != resource.RLIM_INFINITY:
+        _process_limit = min(_process_limit, _hard)
+    resource.setrlimit(resource.RLIMIT_NPROC, (_process_limit, _process_limit))
 
 # --- Socket --------------------------------------------------------------------------------
 # All interfaces of the container; the port is only reachable on the stack's private Docker

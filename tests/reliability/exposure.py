@@ -46,13 +46,14 @@ def violations(container: Container, settings: Settings) -> list[str]:
     check(role in memory_mb, f"no known role label ({contract.LABEL_ROLE}={role!r})")
     expected = memory_mb.get(role, 0) * 2**20
     check(host.get("Memory") == expected, f"memory limit {host.get('Memory')}, not {expected}")
-    # pulumi-docker has no pids limit: the program bounds processes with the nproc ulimit.
-    nproc = [u for u in host.get("Ulimits") or [] if u["Name"] == "nproc"]
+    # pulumi-docker has no pids limit: each image lowers RLIMIT_NPROC itself (PROCESS_LIMIT),
+    # which every process it starts inherits: read from its main process.
     limit = settings.process_limit
+    soft, hard = process_limit(container.attrs["State"]["Pid"])
     check(
-        nproc == [{"Name": "nproc", "Soft": limit, "Hard": limit}]
-        or (host.get("PidsLimit") or 0) > 0,
-        f"no process limit (nproc {nproc}, not {limit}; PidsLimit {host.get('PidsLimit')})",
+        soft == hard == str(limit) or (host.get("PidsLimit") or 0) > 0,
+        f"no process limit (max processes {soft}/{hard}, not {limit};"
+        f" PidsLimit {host.get('PidsLimit')})",
     )
 
     for namespace in ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode"):
@@ -86,6 +87,15 @@ def violations(container: Container, settings: Settings) -> list[str]:
 
     found += process_violations(container)
     return found
+
+
+def process_limit(pid: int) -> tuple[str, str]:
+    """A process's RLIMIT_NPROC, soft and hard, as /proc/<pid>/limits writes them."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max processes"):
+            soft, hard = line.split()[2:4]
+            return soft, hard
+    raise AssertionError(f"/proc/{pid}/limits has no Max processes line")
 
 
 def process_violations(container: Container) -> list[str]:
