@@ -6,8 +6,8 @@ Pulumi's mock runtime are the copy's and start clean:
     python bench/deploy_driver.py ROOT STACK STATE_FILE CONFIG_JSON up|down
 
 Prints one line of JSON: the seconds the action took, and for `up` what the harness did to
-each resource (created, replaced, unchanged, deleted) with its kind (API or proxy container,
-image, network) and the stack's exports, or the error it failed with (exit code 1).
+each resource (created, replaced, updated, unchanged, deleted) with its kind (API or proxy
+container, image, network) and the stack's exports, or the error it failed with (exit code 1).
 """
 
 import json
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
                 kinds[record.name] = record.typ.rsplit(":", 1)[-1].lower()
         result["summary"] = {
             action: sorted(getattr(summary, action))
-            for action in ("created", "replaced", "unchanged", "deleted")
+            for action in ("created", "replaced", "updated", "unchanged", "deleted")
         }
         result["kinds"] = kinds
     result["seconds"] = round(time.monotonic() - started, 2)

@@ -301,13 +301,13 @@ def markdown(results: dict[str, Any]) -> str:
         "## Deploys through the engine harness",
         "",
         table(
-            ["deploy", "seconds", "created", "replaced", "unchanged"],
+            ["deploy", "seconds", "created", "replaced or rebuilt", "unchanged"],
             [
                 [
                     name,
                     f"{deploys[key]['seconds']:.1f}",
                     ", ".join(deploys[key]["created"]) or "-",
-                    ", ".join(deploys[key]["replaced"]) or "-",
+                    ", ".join([*deploys[key]["replaced"], *deploys[key].get("updated", [])]) or "-",
                     str(len(deploys[key]["unchanged"])),
                 ]
                 for key, name in (

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print("fix the cause and run again, or remove it with `make local-down`", file=sys.stderr)
         return 1
     summary = mocks.finish()
-    for action in ("created", "replaced", "unchanged", "deleted"):
+    for action in ("created", "replaced", "updated", "unchanged", "deleted"):
         names = getattr(summary, action)
         print(f"{action}: {len(names)} {sorted(names)}", file=sys.stderr)
     print(exports[contract.EXPORT_URL])

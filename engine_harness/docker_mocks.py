@@ -112,6 +112,7 @@ class Summary:
 
     created: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
 
@@ -169,6 +170,12 @@ class EngineMocks(pulumi.runtime.Mocks):
             # Component resources own nothing on the engine.
             return f"{args.name}-component", dict(args.inputs)
         options = self.options.get(args.name, Options())
+        nested = [path for path in options.ignore_changes if not path.isidentifier()]
+        if nested:
+            raise UnappliedInputError(
+                f"{args.typ} {args.name!r}: ignore_changes {nested}: only"
+                " top-level inputs are applied by the engine harness"
+            )
         if previous is not None:
             # The engine keeps the previous inputs of what the program says to ignore.
             kept = {k: previous.inputs[k] for k in options.ignore_changes if k in previous.inputs}
@@ -209,6 +216,9 @@ class EngineMocks(pulumi.runtime.Mocks):
                         " is not emulated; remove the stack first (`make local-down`)"
                     )
                 self._delete(previous)
+                with self._lock:  # gone: out of the state, whatever the create does
+                    del self.previous[args.name]
+                    save_state(self.state_file, self._current_state())
             else:
                 replaced = previous
         try:
@@ -236,7 +246,8 @@ class EngineMocks(pulumi.runtime.Mocks):
         if previous is not None and previous.inputs == inputs:
             return self._keep(args, inputs, previous)
         resource_id, outputs = self._image(args.name, inputs)
-        self._record(Record(args.typ, args.name, inputs, resource_id, outputs), previous)
+        record = Record(args.typ, args.name, inputs, resource_id, outputs)
+        self._record(record, previous, action="updated")
         return resource_id, outputs
 
     def _update(
@@ -258,7 +269,8 @@ class EngineMocks(pulumi.runtime.Mocks):
                     f" {error.explanation or error}"
                 ) from None
         outputs = {**previous.outputs, **{k: inputs.get(k) for k in changed}}
-        self._record(Record(args.typ, args.name, inputs, previous.id, outputs), previous)
+        record = Record(args.typ, args.name, inputs, previous.id, outputs)
+        self._record(record, previous, action="updated")
         return previous.id, outputs
 
     def _dynamic(
@@ -286,7 +298,7 @@ class EngineMocks(pulumi.runtime.Mocks):
     ) -> tuple[str, dict[str, Any]]:
         """The previous object, unchanged (its init errors cleared, as an empty update does)."""
         record = Record(args.typ, args.name, inputs, previous.id, previous.outputs)
-        self._record(record, previous, changed=False)
+        self._record(record, previous, action="unchanged")
         return previous.id, previous.outputs
 
     def _urn(self, name: str) -> str:
@@ -312,8 +324,8 @@ class EngineMocks(pulumi.runtime.Mocks):
         """The read-back check, after a run: every container and network this run declared,
         read back from the engine now as the provider's Read would, against its declared
         inputs (the program's ignore_changes left out, as the engine leaves them out).
-        What differs, by resource: {input: (read back, declared)}. Empty means a refresh would
-        record nothing new and the next `up` would plan no change."""
+        What differs, by resource: {input: (read back, declared)}. Empty means the next `up`
+        would plan no change."""
         found = {}
         for record in self.applied:
             attrs = self._inspect(record) if record.typ in (CONTAINER, NETWORK) else None
@@ -354,19 +366,16 @@ class EngineMocks(pulumi.runtime.Mocks):
         previous: Record | None,
         replaced: Record | None = None,
         *,
-        changed: bool = True,
+        action: str = "replaced",
     ) -> None:
+        """Keep what this run did to a resource: created (it had no previous record), else
+        `action`: replaced, updated or unchanged."""
         with self._lock:
             self.applied.append(record)
             if replaced is not None:
                 replaced.delete = True
                 self.marked.append(replaced)
-            if previous is None:
-                self.summary.created.append(record.name)
-            elif changed:
-                self.summary.replaced.append(record.name)
-            else:
-                self.summary.unchanged.append(record.name)
+            getattr(self.summary, "created" if previous is None else action).append(record.name)
             save_state(self.state_file, self._current_state())
 
     def _current_state(self) -> list[Record]:

@@ -108,15 +108,14 @@ READ: Final[dict[str, dict[str, Callable[[Inspect], Any]]]] = {
 }
 # Read back though the program may not declare them, and diffed then against their zero value
 # (Optional, not Computed in the provider's schema): any value the engine reports is a change.
+# The others are read only when declared (log_opts, ulimit: `if d.GetOk(...)` in Read).
 READ_UNDECLARED: Final[dict[str, frozenset[str]]] = {
-    CONTAINER: frozenset({"memorySwap", "ulimits"}),
+    CONTAINER: frozenset({"memorySwap"}),
     NETWORK: frozenset(),
 }
-# Read only when declared (containerLogOptsForState: log_opts only if set).
-READ_IF_DECLARED: Final = frozenset({"logOpts"})
 # Set-typed in the provider's schema: order carries no meaning.
 SETS: Final = frozenset({"envs", "labels", "ulimits", "securityOpts", "ipamConfigs"})
-ZERO: Final[dict[str, Any]] = {"memorySwap": 0, "ulimits": []}
+ZERO: Final[dict[str, Any]] = {"memorySwap": 0}
 
 
 def read_back(typ: str, inputs: dict[str, Any], attrs: Inspect) -> dict[str, Any]:
@@ -126,8 +125,6 @@ def read_back(typ: str, inputs: dict[str, Any], attrs: Inspect) -> dict[str, Any
     outputs = dict(inputs)
     for key, reader in read.items():
         if key in inputs or key in READ_UNDECLARED.get(typ, frozenset()):
-            if key in READ_IF_DECLARED and key not in inputs:
-                continue
             value = reader(attrs)
             if value is not None or key in inputs:
                 outputs[key] = value
@@ -157,8 +154,10 @@ def changes(
     """The inputs whose planned value differs from the recorded outputs: what a `pulumi
     preview` would list. `ignore` is the program's `ignore_changes` (the bridge drops those
     attributes from the plan: pkg/tfshim/sdk-v2/provider2.go, processIgnoreChanges)."""
-    keys = set(inputs) | (set(outputs) & READ_UNDECLARED.get(typ, frozenset()))
-    keys -= {"id"} | set(ignore)
+    # An input no longer declared is a change too (its recorded value against nothing); an
+    # auto-name is kept from one run to the next (the bridge's Check reuses it).
+    keys = set(inputs) | set(outputs)
+    keys -= {"id"} | set(ignore) | ({"name"} - set(inputs))
     return {
         key for key in keys if _canonical(key, outputs.get(key)) != _canonical(key, inputs.get(key))
     }

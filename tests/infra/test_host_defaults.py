@@ -1,10 +1,12 @@
-"""The stack on an engine whose daemon.json sets defaults of its own: log options and ulimits,
-as many hosts' do (rotation and compression set by an administrator, a raised open-files
-limit). dockerd merges them into each container's settings, which pulumi-docker reads back;
-the program must still read back as declared, and a second `up` plan nothing.
+"""The stack on an engine whose daemon.json sets defaults of its own: a log driver with
+options, and ulimits, as many hosts' do (rotation set by an administrator, a raised open-files
+limit). dockerd merges them into each container's settings; pulumi-docker reads back what the
+program declares, so the program declares none of them, and a second `up` plans nothing.
 
 The engine is a second dockerd started by this module with such a daemon.json (its own data
-root, socket and containerd), next to the one the other tests use.
+root, socket and containerd namespace), next to the one the other tests use. Starting it
+resets the iptables chains Docker keeps for published ports on all interfaces; the stacks of
+these tests publish on 127.0.0.1, which Docker's userland proxy serves without them.
 """
 
 import json
@@ -23,15 +25,20 @@ import docker.errors
 import pytest
 
 import contract
-from tests.engine_stacks import Deployments, smoke
+from tests.engine_stacks import PROJECT, Deployments, smoke
+from tests.reliability.exposure import process_limit
 
 pytestmark = pytest.mark.engine
 
 # What an administrator might set: both keys are ones the program doesn't declare, so dockerd
 # adds them to every container of the stack.
 DAEMON_JSON = {
-    "log-opts": {"compress": "true", "labels": contract.LABEL_STACK},
-    "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 4096, "Hard": 8192}},
+    "log-driver": "local",
+    "log-opts": {"max-size": "5m", "max-file": "2"},
+    "default-ulimits": {
+        "nofile": {"Name": "nofile", "Soft": 4096, "Hard": 8192},
+        "nproc": {"Name": "nproc", "Soft": 8192, "Hard": 8192},
+    },
 }
 START_TIMEOUT = 60
 
@@ -75,6 +82,8 @@ def engine_with_defaults(
             f"--exec-root={root / 'exec'}",
             f"--pidfile={root / 'dockerd.pid'}",
             f"--host=unix://{root / 'docker.sock'}",
+            "--containerd-namespace=host-defaults",
+            "--containerd-plugins-namespace=host-defaults-plugins",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -122,13 +131,15 @@ def test_host_defaults_are_merged_yet_the_stack_reads_back_as_declared(
         assert smoke(first.url).returncode == 0
 
         # dockerd did merge its defaults into what runs...
-        for name in [
-            *first.exports[contract.EXPORT_API_CONTAINERS],
-            first.exports[contract.EXPORT_PROXY_CONTAINER],
-        ]:
-            host = engine_with_defaults.client.containers.get(name).attrs["HostConfig"]
-            assert host["LogConfig"]["Config"]["compress"] == "true", name
-            assert "nofile" in {u["Name"] for u in host["Ulimits"]}, name
+        names = first.exports[contract.EXPORT_API_CONTAINERS]
+        for name in [*names, first.exports[contract.EXPORT_PROXY_CONTAINER]]:
+            container = engine_with_defaults.client.containers.get(name)
+            host = container.attrs["HostConfig"]
+            assert host["LogConfig"]["Config"]["max-size"] == "5m", name
+            assert {u["Name"] for u in host["Ulimits"]} == {"nofile", "nproc"}, name
+            # ...and the stack's own process limit is the one its processes have.
+            limit = str(first.config[f"{PROJECT}:processLimit"])
+            assert process_limit(container.attrs["State"]["Pid"]) == (limit, limit), name
         # ...and yet nothing reads back other than declared, and a second up plans nothing.
         assert first.drift == {}, first.drift
         again = deployments.up(unique_name)

@@ -65,7 +65,8 @@ def test_an_object_removed_by_hand_is_missing_until_up_refresh(
     assert not docker_client.containers.list(all=True, filters={"name": f"^{proxy}$"})
 
     refreshed = fresh_deployments.up_refreshed(unique_name)
-    assert f"{PROJECT}-{unique_name}-proxy" in refreshed.summary.created, refreshed.summary
+    assert refreshed.summary.created == [f"{PROJECT}-{unique_name}-proxy"], refreshed.summary
+    assert refreshed.drift == {}
     assert smoke(refreshed.url).returncode == 0
 
 
