@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     mocks = EngineMocks(client, state_file)
-    if args.refresh:
-        gone = mocks.refresh()
-        print(f"refreshed: {len(gone)} gone from the engine {sorted(gone)}", file=sys.stderr)
     try:
+        if args.refresh:
+            gone = mocks.refresh()
+            print(f"refreshed: {len(gone)} gone from the engine {sorted(gone)}", file=sys.stderr)
         exports = run_program(mocks, args.stack, config, project)
     except Exception as error:  # the user gets the reason, not a traceback
         print(f"error: stack {args.stack} not deployed: {error}", file=sys.stderr)

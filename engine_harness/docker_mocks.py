@@ -202,11 +202,7 @@ class EngineMocks(pulumi.runtime.Mocks):
             if not changed and not retry:
                 # Unchanged; an empty update clears init errors, checking nothing.
                 return self._keep(args, inputs, previous)
-            if (
-                changed
-                and not retry
-                and not replaces(args.typ, changed, list(options.replace_on_changes))
-            ):
+            if not retry and not replaces(args.typ, changed, list(options.replace_on_changes)):
                 return self._update(args, inputs, previous, changed)
             if deletes_first(args.typ, inputs, options.delete_before_replace):
                 if args.typ == NETWORK:
@@ -316,7 +312,7 @@ class EngineMocks(pulumi.runtime.Mocks):
         except docker.errors.ImageNotFound:
             return {}, [("name", f"did not find docker image '{name}'")]
         digests = image.attrs.get("RepoDigests") or []
-        repository = name.rsplit(":", 1)[0]
+        repository = name.split(":", 1)[0]  # as determineRepoDigest cuts it
         matching = [d for d in digests if d.startswith(repository)] or digests
         return {"id": image.id, "name": name, "repoDigest": matching[0] if matching else ""}, []
 
@@ -407,11 +403,9 @@ class EngineMocks(pulumi.runtime.Mocks):
 
     def _inspect(self, record: Record) -> dict[str, Any] | None:
         """The object's `docker inspect`, or None when it is gone."""
-        getter = {
-            NETWORK: self.client.networks.get,
-            CONTAINER: self.client.containers.get,
-            IMAGE: self.client.images.get,
-        }[record.typ]
+        getter = {NETWORK: self.client.networks.get, CONTAINER: self.client.containers.get}[
+            record.typ
+        ]
         try:
             return dict(getter(record.id).attrs)
         except docker.errors.NotFound:

@@ -82,6 +82,8 @@ def build(
     }
     if platform:
         params["platform"] = platform
+    # The Docker SDK's build has no BuildKit switch: its low-level calls, as its build makes
+    # them (requirements pin docker<8).
     api = client.api
     image_id = None
     with (

@@ -40,7 +40,8 @@ DEFAULT_BIND_ADDRESS: Final = "127.0.0.1"
 # The stack's private network: declared (not chosen by Docker), so that gunicorn can trust
 # X-Forwarded-* from this network alone, and two stacks never overlap by surprise.
 DEFAULT_SUBNET: Final = "172.28.10.0/24"
-# From room for a few hundred containers down to a few dozen (replicas replaced side by side).
+# From a /16 down to a /26: room for a few dozen containers at least (replicas are replaced
+# side by side, so a deploy briefly needs twice as many addresses).
 SUBNET_PREFIXES: Final = (16, 26)
 DEFAULT_PLATFORM: Final = "linux/amd64"
 
