@@ -477,10 +477,10 @@ class EngineMocks(pulumi.runtime.Mocks):
         kwargs = container_create_args(self.client, name, inputs)
         networks = inputs.get("networksAdvanced") or []
         container = self.client.containers.create(**kwargs)
-        container.reload()
-        outputs = {**read_back(CONTAINER, inputs, container.attrs), "id": container.id}
-        # From here on the container is the resource's, whatever fails (the provider records
-        # its id right after the create).
+        # From here on the container is the resource's, whatever fails: the provider records
+        # its id right after the create, and, when the create fails later, the planned state
+        # (its Read comes only at the end of a create that succeeds).
+        outputs = {**inputs, "id": container.id}
         try:
             # The first network is attached at create time; any others before the start.
             for extra in networks[1:]:

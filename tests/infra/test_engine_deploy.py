@@ -5,11 +5,13 @@ from pathlib import Path
 
 import docker
 import docker.types
+import pulumi
 import pytest
 
 import contract
 from engine_harness.docker_mocks import DeployError, EngineMocks, UnappliedInputError, destroy
 from engine_harness.free_resources import free_subnet
+from engine_harness.provider_rules import CONTAINER
 from tests.conftest import TEST_LABEL, Up
 from tests.engine_stacks import PROJECT, smoke, stack_objects
 
@@ -93,11 +95,8 @@ def test_an_input_the_harness_cannot_apply_is_refused(
 ) -> None:
     mocks = EngineMocks(docker_client, tmp_path / "state.json")
 
-    class Args:
-        typ = "docker:index/container:Container"
-        name = "refused"
-        inputs = {"name": "refused", "image": "x", "privileged": True}
+    inputs = {"name": "refused", "image": "x", "privileged": True}
 
     with pytest.raises(UnappliedInputError, match="privileged"):
-        mocks.new_resource(Args())  # type: ignore[arg-type]
+        mocks.new_resource(pulumi.runtime.MockResourceArgs(CONTAINER, "refused", inputs))
     assert docker_client.containers.list(all=True, filters={"name": "refused"}) == []

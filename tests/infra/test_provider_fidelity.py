@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import pulumi
 import pytest
 
 import contract
@@ -96,20 +97,13 @@ def test_a_new_base_image_under_the_same_name_rebuilds_and_replaces(
         docker_client.images.remove(base, force=True)
 
 
-class Registration:
-    """What the mock runtime hands `new_resource`: a resource's type, name and inputs."""
-
-    def __init__(self, name: str, inputs: dict[str, Any]) -> None:
-        self.typ, self.name, self.inputs = CONTAINER, name, inputs
-
-
 def in_place(
     client: docker.DockerClient, state: Path, name: str, inputs: dict[str, Any]
 ) -> EngineMocks:
     """Register one container as a program without replace_on_changes would."""
     mocks = EngineMocks(client, state)
     mocks.options[name] = Options()
-    mocks.new_resource(Registration(name, inputs))  # type: ignore[arg-type]
+    mocks.new_resource(pulumi.runtime.MockResourceArgs(CONTAINER, name, inputs))
     return mocks
 
 
