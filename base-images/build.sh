@@ -27,10 +27,11 @@ need() { command -v "$1" >/dev/null || { echo "error: '$1' is required: $2" >&2;
 need docker "install Docker (Debian: apt-get install docker.io)"
 [ -r "$ca_bundle" ] || { echo "error: CA bundle '$ca_bundle' not readable (set CA_BUNDLE)" >&2; exit 1; }
 
-# build NAME SUITE PACKAGES ENV...: debootstrap a minimal root filesystem of Debian SUITE with
-# PACKAGES, make it trust the CA bundle, strip what an image never needs and import it as NAME.
+# build NAME SUITE PACKAGES NEWER ENV...: debootstrap a minimal root filesystem of Debian SUITE
+# with PACKAGES, add NEWER (packages, may be "") from Debian testing, make it trust the CA
+# bundle, strip what an image never needs and import it as NAME.
 build() {
-  local name=$1 suite=$2 packages=$3; shift 3
+  local name=$1 suite=$2 packages=$3 newer=$4; shift 4
   if ! $rebuild && docker image inspect "$name" >/dev/null 2>&1; then
     echo "base image $name exists (pass --rebuild to build it again)"
     return
@@ -41,10 +42,11 @@ build() {
   # Remove the half-made root filesystem whatever happens.
   trap 'rm -rf "$root"' RETURN
   echo "building $name from Debian $suite: $packages"
-  debootstrap --variant=minbase --include="ca-certificates,$packages" \
+  debootstrap --variant=minbase --include="ca-certificates${packages:+,$packages}" \
     "$suite" "$root" ${DEBIAN_MIRROR:+"$DEBIAN_MIRROR"} >"$root.log" 2>&1 \
     || { tail -n 30 "$root.log" >&2; rm -f "$root.log"; return 1; }
   rm -f "$root.log"
+  [ -z "$newer" ] || from_testing "$root" "$suite" "$newer"
   if [ -x "$root/usr/sbin/nginx" ]; then
     # The proxy follows the API's containers by name with `resolve` on upstream servers.
     local version
@@ -65,13 +67,34 @@ build() {
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["bash"]' \
-    --message "Debian $suite minbase + $packages, built by base-images/build.sh" \
+    --message "Debian $suite minbase + $packages${newer:+ + $newer from testing}, built by base-images/build.sh" \
     - "$name" >/dev/null
   echo "built $name"
 }
 
+# from_testing ROOT SUITE PACKAGES: install PACKAGES from Debian testing into ROOT (a SUITE root),
+# with the newer libraries they need and nothing else: the rest of the system stays SUITE's.
+from_testing() {
+  local root=$1 suite=$2 packages=$3
+  sed "s/ $suite / testing /" "$root/etc/apt/sources.list" >"$root/etc/apt/sources.list.d/testing.list"
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  # No service is started inside the build.
+  printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+  chmod +x "$root/usr/sbin/policy-rc.d"
+  local selected=()
+  for package in ${packages//,/ }; do selected+=("$package/testing"); done
+  # A mirror's testing lists expire within days of a sync (Valid-Until): a mirror that is a
+  # snapshot (air-gapped sites keep those) would be refused. Signatures are still checked.
+  { chroot "$root" apt-get -o Acquire::Check-Valid-Until=false update -qq \
+      && DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -qq \
+        --no-install-recommends "${selected[@]}"; } >"$root.log" 2>&1 \
+    || { tail -n 30 "$root.log" >&2; rm -f "$root.log"; return 1; }
+  rm -f "$root.log" "$root/etc/apt/sources.list.d/testing.list" "$root/usr/sbin/policy-rc.d"
+}
+
 # Debian's python3-venv brings its own CA list to pip: PIP_CERT points it at the system bundle.
-build "$API_BASE_IMAGE" bookworm "python3,python3-venv" "PIP_CERT=/etc/ssl/certs/ca-certificates.crt"
-# Debian's stable releases have nginx 1.22 (bookworm) and 1.26 (trixie), older than 1.27.3;
-# testing has the current stable nginx, the same as the official image.
-build "$PROXY_BASE_IMAGE" testing "nginx"
+# Debian 13 "trixie" is what the official images (the Dockerfiles' defaults) are built on.
+build "$API_BASE_IMAGE" trixie "python3,python3-venv" "" "PIP_CERT=/etc/ssl/certs/ca-certificates.crt"
+# trixie's own nginx is 1.26, older than 1.27.3; testing has the current stable nginx, the
+# release the official nginx:1.30-trixie image has. Like that image: nginx 1.30 on trixie.
+build "$PROXY_BASE_IMAGE" trixie "" "nginx"
