@@ -11,6 +11,13 @@
 #                     the client's own (default localhost:8080), e.g. 127.0.0.1:8080
 #   RATE_LIMIT_RPS    requests per second allowed per client address; 0 disables (default 0)
 #   RATE_LIMIT_BURST  requests above the rate accepted at once before 429 (default 2x rate)
+#   TLS_CERTIFICATE   PEM certificate chain (leaf first) and private key: HTTPS on 8443 (HTTP/2,
+#   TLS_PRIVATE_KEY   TLS 1.2 and 1.3), and on 8080 a plain-HTTP server that answers /healthz
+#                     and redirects the rest to HTTPS. Written to /tmp/nginx/tls (readable by
+#                     nginx's user alone) and removed from nginx's environment. Neither: plain
+#                     HTTP on 8080.
+#   HSTS              on: Strict-Transport-Security on every HTTPS response (default off; only
+#                     with a certificate browsers trust)
 #   PROCESS_LIMIT     processes and threads nginx's user may run (RLIMIT_NPROC), a fork-bomb
 #                     bound set here rather than as a container ulimit (Docker merges a host's
 #                     defaults into those); never above what the container has. 0: unchanged
@@ -67,9 +74,35 @@ if [ "$limit" -gt 0 ]; then
     ulimit -p "$limit"  # dash: -p is the process limit, soft and hard
 fi
 
+hsts=${HSTS:-off}
+case $hsts in on | off) ;; *) fail "HSTS='$hsts' is not on or off" ;; esac
+
 mkdir -p /tmp/nginx
+tls=off
+if [ -n "${TLS_CERTIFICATE:-}${TLS_PRIVATE_KEY:-}" ]; then
+    [ -n "${TLS_CERTIFICATE:-}" ] && [ -n "${TLS_PRIVATE_KEY:-}" ] \
+        || fail "TLS_CERTIFICATE and TLS_PRIVATE_KEY go together: set both (HTTPS) or neither"
+    tls=on
+    (
+        umask 077  # the key: nginx's user alone
+        mkdir -p /tmp/nginx/tls
+        printf '%s\n' "$TLS_CERTIFICATE" >/tmp/nginx/tls/certificate.pem
+        printf '%s\n' "$TLS_PRIVATE_KEY" >/tmp/nginx/tls/private-key.pem
+    )
+    printf 'listen 8443 ssl default_server;\ninclude /etc/nginx/tls.conf;\n'
+else
+    [ "$hsts" = off ] || fail "HSTS=on needs HTTPS (TLS_CERTIFICATE and TLS_PRIVATE_KEY)"
+    printf 'listen 8080 default_server;\n'
+fi >/tmp/nginx/listen.conf
 {
     echo "map \$host \$public_host { default \"$public_host\"; }"
+    # Two years, subdomains included, as Mozilla's guidelines and browsers' preload lists ask.
+    if [ "$hsts" = on ]; then
+        echo 'map $host $hsts { default "max-age=63072000; includeSubDomains"; }'
+    else
+        echo 'map $host $hsts { default ""; }'
+    fi
+    [ "$tls" = off ] || echo "include /etc/nginx/http-redirect.conf;"
     # Answers are used for 1 s at most: a new or removed API container counts within a second.
     echo "resolver $nameserver valid=1s ipv6=off;"
     if [ "$rps" -gt 0 ]; then
@@ -83,5 +116,6 @@ else
     : # rate limit disabled
 fi >/tmp/nginx/runtime-location.conf
 
-# -e: log to stderr from the start, before the config is read (no write to /var/log).
-exec nginx -e /dev/stderr -g 'daemon off;' "$@"
+# -e: log to stderr from the start, before the config is read (no write to /var/log). The key
+# stays in the file only, not in nginx's environment.
+exec env -u TLS_CERTIFICATE -u TLS_PRIVATE_KEY nginx -e /dev/stderr -g 'daemon off;' "$@"
