@@ -32,7 +32,7 @@ import docker.types
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
-from engine_harness import image_build
+from engine_harness import image_build, state_secrets, tls_resources
 from engine_harness.provider_read import MIB, changes, read_back
 from engine_harness.provider_rules import (
     CONTAINER,
@@ -76,6 +76,8 @@ class Record:
     outputs: dict[str, Any]
     init_errors: list[str] = field(default_factory=list)
     delete: bool = False
+    # Inputs and outputs that are secrets: encrypted in the state file.
+    secret: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ class EngineMocks(pulumi.runtime.Mocks):
         self.summary = Summary()
         # Filled by OptionsMonitor as the program registers resources.
         self.options: dict[str, Options] = {}
+        # The secret inputs and outputs of this run's registrations, by logical name.
+        self.secret: dict[str, list[str]] = {}
         # Independent resources are registered from several threads at once.
         self._lock = threading.Lock()
         self._handlers: dict[str, Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]] = {
@@ -159,8 +163,21 @@ class EngineMocks(pulumi.runtime.Mocks):
     # --- Pulumi's Mocks interface -----------------------------------------------------------
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
-        inputs = json.loads(json.dumps(args.inputs))  # plain, comparable values
+        declared = json.loads(json.dumps(args.inputs))
+        # Applied and compared plain; secret again in the outputs and encrypted in the state.
+        secret = sorted(k for k, v in declared.items() if state_secrets.contains_secret(v))
+        secret += sorted(tls_resources.SECRET_OUTPUTS.get(args.typ, set()) - set(secret))
+        with self._lock:
+            self.secret[args.name] = secret
+        resource_id, outputs = self._register(args, state_secrets.unwrap(declared))
+        return resource_id, state_secrets.wrap(outputs, secret)
+
+    def _register(
+        self, args: pulumi.runtime.MockResourceArgs, inputs: dict[str, Any]
+    ) -> tuple[str | None, dict]:
         previous = self.previous.get(args.name)
+        if args.typ in tls_resources.CREATE:
+            return self._tls(args, inputs, previous)
         if args.typ == DYNAMIC:
             return self._dynamic(args, inputs, previous)
         handler = self._handlers.get(args.typ)
@@ -269,6 +286,25 @@ class EngineMocks(pulumi.runtime.Mocks):
         self._record(record, previous, action="updated")
         return previous.id, outputs
 
+    def _tls(
+        self, args: pulumi.runtime.MockResourceArgs, inputs: dict[str, Any], previous: Record | None
+    ) -> tuple[str, dict[str, Any]]:
+        """A key, request or certificate: kept while its inputs are unchanged and it isn't due
+        for renewal, else made anew (every input forces a replacement; nothing is on the
+        engine to delete)."""
+        if (
+            previous is not None
+            and previous.inputs == inputs
+            and not tls_resources.ready_for_renewal(previous.outputs)
+        ):
+            return self._keep(args, inputs, previous)
+        try:
+            resource_id, outputs = tls_resources.create(args.typ, args.name, inputs)
+        except ValueError as error:
+            raise UnappliedInputError(str(error)) from None
+        self._record(Record(args.typ, args.name, inputs, resource_id, outputs), previous)
+        return resource_id, outputs
+
     def _dynamic(
         self, args: pulumi.runtime.MockResourceArgs, inputs: dict[str, Any], previous: Record | None
     ) -> tuple[str, dict[str, Any]]:
@@ -367,6 +403,7 @@ class EngineMocks(pulumi.runtime.Mocks):
         """Keep what this run did to a resource: created (it had no previous record), else
         `action`: replaced, updated or unchanged."""
         with self._lock:
+            record.secret = self.secret.get(record.name, [])
             self.applied.append(record)
             if replaced is not None:
                 replaced.delete = True
@@ -657,16 +694,41 @@ def delete_object(client: docker.DockerClient, record: Record) -> None:
         pass
 
 
-def load_state(path: Path) -> list[Record]:
+def _read(path: Path) -> dict[str, Any]:
+    """The state file: a salt for its secrets and the resources."""
     if not path.is_file():
-        return []
-    return [Record(**entry) for entry in json.loads(path.read_text())]
+        return {"encryptionSalt": state_secrets.new_salt(), "resources": []}
+    return dict(json.loads(path.read_text()))
+
+
+def _sealed(values: dict[str, Any], keys: list[str], salt: str, seal: Callable) -> dict[str, Any]:
+    return {k: seal(v, salt) if k in keys else v for k, v in values.items()}
+
+
+def load_state(path: Path) -> list[Record]:
+    document = _read(path)
+    records = [Record(**entry) for entry in document["resources"]]
+    for record in records:
+        salt, keys = document["encryptionSalt"], record.secret
+        record.inputs = _sealed(record.inputs, keys, salt, state_secrets.decrypt)
+        record.outputs = _sealed(record.outputs, keys, salt, state_secrets.decrypt)
+    return records
 
 
 def save_state(path: Path, records: list[Record]) -> None:
+    """Write the state, secrets encrypted (state_secrets), atomically."""
+    salt = _read(path)["encryptionSalt"]
+    entries = [
+        {
+            **record.__dict__,
+            "inputs": _sealed(record.inputs, record.secret, salt, state_secrets.encrypt),
+            "outputs": _sealed(record.outputs, record.secret, salt, state_secrets.encrypt),
+        }
+        for record in records
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps([record.__dict__ for record in records], indent=2))
+    temporary.write_text(json.dumps({"encryptionSalt": salt, "resources": entries}, indent=2))
     temporary.replace(path)
 
 

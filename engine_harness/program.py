@@ -5,7 +5,7 @@ import contextlib
 import os
 import runpy
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +61,20 @@ def _program_environment() -> Iterator[None]:
 
 
 def run_program(
-    mocks: pulumi.runtime.Mocks, stack: str, config: dict[str, str], project: str | None = None
+    mocks: pulumi.runtime.Mocks,
+    stack: str,
+    config: dict[str, str],
+    project: str | None = None,
+    secret_keys: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Run infra/__main__.py once under `mocks`; return its exports, resolved.
 
-    `config` uses full keys ("<project>:proxyPort"), as in Pulumi.<stack>.yaml. Raises what the
-    program raises (a ConfigError, a failed resource) after all registrations have settled.
+    `config` uses full keys ("<project>:proxyPort"), as in Pulumi.<stack>.yaml; `secret_keys`
+    are those set with `--secret`. Raises what the program raises (a ConfigError, a failed
+    resource) after all registrations have settled.
     """
     project = project or project_name()
-    pulumi.runtime.set_all_config(config)
+    pulumi.runtime.set_all_config(config, list(secret_keys))
     # The monitor hands each registration's options (delete_before_replace, ...) to the mocks.
     pulumi.runtime.set_mocks(
         mocks, project=project, stack=stack, preview=False, monitor=OptionsMonitor(mocks)

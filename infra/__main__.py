@@ -2,8 +2,9 @@
 
 Two images built from service/ and proxy/, a private bridge network on `networkSubnet`,
 `apiReplicas` API containers in it (replaced without downtime on later deploys), and one proxy
-container publishing `proxyPort` on `proxyBindAddress`. Exports the proxy URL, image
-references, network and container names.
+container publishing `proxyPort` on `proxyBindAddress`: HTTPS by default, with a CA and
+certificate made for the stack (`tlsMode`). Exports the proxy URL, image references, network
+and container names, and the stack's CA certificate.
 """
 
 import pulumi
@@ -35,3 +36,7 @@ pulumi.export(contract.EXPORT_PROXY_IMAGE, rest_api.proxy_image)
 pulumi.export(contract.EXPORT_NETWORK, rest_api.network_name)
 pulumi.export(contract.EXPORT_API_CONTAINERS, rest_api.api_container_names)
 pulumi.export(contract.EXPORT_PROXY_CONTAINER, rest_api.proxy_container_name)
+if rest_api.http_redirect_url is not None:
+    pulumi.export(contract.EXPORT_HTTP_REDIRECT_URL, rest_api.http_redirect_url)
+if rest_api.ca_certificate is not None:
+    pulumi.export(contract.EXPORT_CA_CERTIFICATE, rest_api.ca_certificate)

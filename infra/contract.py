@@ -15,8 +15,10 @@ API_ALIAS: Final = "api"
 API_HEALTH_PATH: Final = "/"
 # The port gunicorn listens on inside an API container (never published to the host).
 API_PORT: Final = 8000
-# The port nginx listens on inside the proxy container (proxy/nginx.conf `listen`).
-PROXY_CONTAINER_PORT: Final = 8080
+# The ports nginx listens on inside the proxy container (proxy/entrypoint.sh): HTTPS, and plain
+# HTTP (the API when the stack serves no HTTPS, else /healthz and redirects to HTTPS only).
+PROXY_HTTPS_PORT: Final = 8443
+PROXY_HTTP_PORT: Final = 8080
 # The unprivileged uid:gid each image runs as (the USER line of service/ and proxy/ Dockerfile);
 # the program sets them again so that a container never runs as root, whatever the image says.
 API_USER: Final = "10001:10001"
@@ -43,3 +45,7 @@ EXPORT_PROXY_IMAGE: Final = "proxyImage"
 EXPORT_NETWORK: Final = "network"
 EXPORT_API_CONTAINERS: Final = "apiContainers"
 EXPORT_PROXY_CONTAINER: Final = "proxyContainer"
+# The stack's own CA certificate (PEM), with tlsMode self-signed: what clients verify it by.
+EXPORT_CA_CERTIFICATE: Final = "caCertificate"
+# The plain-HTTP port's URL (httpRedirectPort): it redirects to `url`.
+EXPORT_HTTP_REDIRECT_URL: Final = "httpRedirectUrl"

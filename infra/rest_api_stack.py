@@ -14,8 +14,9 @@ import pulumi
 import pulumi_docker as docker
 
 import contract
+import stack_ca
 from health_gate import ContainerHealthy
-from settings import Settings
+from settings import Settings, Tls
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Sizes of the writable tmpfs mounts on otherwise read-only root filesystems.
@@ -85,13 +86,45 @@ def base_image_id(name: str, opts: pulumi.InvokeOptions) -> str:
     return ""
 
 
-def proxy_url(bind_address: str, port: int) -> str:
-    """The URL clients on this host use; an all-interfaces bind is reached via loopback."""
+def proxy_url(bind_address: str, port: int, tls: Tls) -> str:
+    """The URL clients use: the bind address (an all-interfaces bind via loopback), or with
+    HTTPS the first host name when the certificate doesn't name the address."""
     address = ipaddress.ip_address(bind_address)
     if address.is_unspecified:
         address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
     host = f"[{address}]" if address.version == 6 else str(address)
-    return f"http://{host}:{port}"
+    if not tls.enabled:
+        return f"http://{host}:{port}"
+    if str(address) not in tls.host_names:
+        host = tls.host_names[0]
+        host = f"[{host}]" if ":" in host else host
+    return f"https://{host}:{port}"
+
+
+def proxy_tls(
+    name: str, tls: Tls, parent: pulumi.Resource
+) -> tuple[list[pulumi.Input[str]], pulumi.Output[str] | None]:
+    """The proxy's TLS environment (the key as a secret) and, with a CA of the stack's own,
+    its certificate: none, for plain HTTP."""
+    if tls.mode == "off":
+        return [], None
+    if tls.mode == "provided":
+        assert tls.certificate is not None and tls.private_key is not None  # settings checks
+        certificate: pulumi.Output[str] = pulumi.Output.from_input(tls.certificate)
+        private_key: pulumi.Output[str] = pulumi.Output.from_input(tls.private_key)
+        ca_certificate = None
+    else:
+        issued = stack_ca.issue(name, name, tls.host_names, parent)
+        certificate, private_key = issued.certificate, issued.private_key
+        ca_certificate = issued.ca_certificate
+    envs: list[pulumi.Input[str]] = [
+        certificate.apply(lambda pem: f"TLS_CERTIFICATE={pem.strip()}"),
+        pulumi.Output.secret(private_key.apply(lambda pem: f"TLS_PRIVATE_KEY={pem.strip()}")),
+        # Browsers remember HSTS and then refuse a certificate they don't trust, with no way
+        # past the warning: only for a provided (trusted) certificate.
+        f"HSTS={'on' if tls.mode == 'provided' else 'off'}",
+    ]
+    return envs, ca_certificate
 
 
 def gateway(subnet: str) -> str:
@@ -113,6 +146,10 @@ class RestApiStack(pulumi.ComponentResource):
     """
 
     url: pulumi.Output[str]
+    # With tlsMode self-signed: the stack's CA certificate, else None.
+    ca_certificate: pulumi.Output[str] | None
+    # With httpRedirectPort: the plain-HTTP URL that redirects to `url`, else None.
+    http_redirect_url: pulumi.Output[str] | None
     api_image: pulumi.Output[str]
     proxy_image: pulumi.Output[str]
     network_name: pulumi.Output[str]
@@ -179,7 +216,27 @@ class RestApiStack(pulumi.ComponentResource):
         ]
         api_healthy = [self._healthy(container) for container in api_containers]
 
-        url = proxy_url(settings.proxy_bind_address, settings.proxy_port)
+        url = proxy_url(settings.proxy_bind_address, settings.proxy_port, settings.tls)
+        tls_envs, self.ca_certificate = proxy_tls(name, settings.tls, self)
+        ports = [
+            docker.ContainerPortArgs(
+                internal=contract.PROXY_HTTPS_PORT
+                if settings.tls.enabled
+                else contract.PROXY_HTTP_PORT,
+                external=settings.proxy_port,
+                ip=settings.proxy_bind_address,
+                protocol="tcp",
+            )
+        ]
+        if settings.http_redirect_port:
+            ports.append(
+                docker.ContainerPortArgs(
+                    internal=contract.PROXY_HTTP_PORT,
+                    external=settings.http_redirect_port,
+                    ip=settings.proxy_bind_address,
+                    protocol="tcp",
+                )
+            )
         proxy = self._container(
             f"{name}-proxy",
             args,
@@ -192,18 +249,12 @@ class RestApiStack(pulumi.ComponentResource):
                 # The API sees this Host, never the client's (the spec's `host` comes from it).
                 f"PUBLIC_HOST={urlsplit(url).netloc}",
                 f"RATE_LIMIT_RPS={settings.rate_limit_per_second}",
+                *tls_envs,
             ],
             network=docker.ContainerNetworksAdvancedArgs(name=network.name),
             memory_mb=settings.proxy_memory_mb,
             user=contract.PROXY_USER,
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=contract.PROXY_CONTAINER_PORT,
-                    external=settings.proxy_port,
-                    ip=settings.proxy_bind_address,
-                    protocol="tcp",
-                )
-            ],
+            ports=ports,
             # Beyond its keep-alive pool (bursts, replaced API containers), nginx opens upstream
             # connections and closes them first: without reuse, TIME_WAIT fills its source
             # ports under sustained load and throughput collapses (bench/results/results.md,
@@ -223,6 +274,11 @@ class RestApiStack(pulumi.ComponentResource):
         self._healthy(proxy)
 
         self.url = pulumi.Output.from_input(url)
+        self.http_redirect_url = None
+        if settings.http_redirect_port:
+            host = urlsplit(url).netloc.rsplit(":", 1)[0]
+            redirect = f"http://{host}:{settings.http_redirect_port}"
+            self.http_redirect_url = pulumi.Output.from_input(redirect)
         self.api_image = api_image.repo_digest
         self.proxy_image = proxy_image.repo_digest
         self.network_name = network.name
@@ -231,6 +287,8 @@ class RestApiStack(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "url": self.url,
+                "ca_certificate": self.ca_certificate,
+                "http_redirect_url": self.http_redirect_url,
                 "api_image": self.api_image,
                 "proxy_image": self.proxy_image,
                 "network_name": self.network_name,

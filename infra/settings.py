@@ -8,11 +8,14 @@ accepts, so a bad `Pulumi.<stack>.yaml` fails `pulumi preview` before anything i
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
 import pulumi
 import pulumi.runtime.config
+
+import tls_certificates
 
 # Whole-number keys: (default, lowest accepted, highest accepted, what it means).
 INT_KEYS: Final[dict[str, tuple[int, int, int, str]]] = {
@@ -24,6 +27,7 @@ INT_KEYS: Final[dict[str, tuple[int, int, int, str]]] = {
     "proxyMemoryMb": (128, 32, 65536, "memory limit of the proxy container, MiB"),
     "processLimit": (512, 32, 65536, "processes and threads per container user (nproc)"),
     "rateLimitPerSecond": (0, 0, 100000, "requests per second per client address; 0 = off"),
+    "httpRedirectPort": (0, 0, 65535, "host port of a plain-HTTP redirect to HTTPS; 0 = none"),
 }
 STRING_KEYS: Final = (
     "proxyBindAddress",
@@ -31,7 +35,15 @@ STRING_KEYS: Final = (
     "apiBaseImage",
     "proxyBaseImage",
     "imagePlatform",
+    "tlsMode",
+    "tlsHostNames",
+    "tlsCertificate",
+    "tlsPrivateKey",
 )
+# HTTPS at the proxy: a CA and certificate made per stack (the default), a certificate chain and
+# key given in config, or none (plain HTTP, for a TLS-terminating load balancer in front).
+TLS_MODES: Final = ("self-signed", "provided", "off")
+DEFAULT_TLS_MODE: Final = "self-signed"
 # On/off keys: (default, what it means).
 BOOL_KEYS: Final[dict[str, tuple[bool, str]]] = {
     "apiAccessLog": (False, "gunicorn's own access log in each API container"),
@@ -61,6 +73,21 @@ class ConfigError(pulumi.RunError):
 
 
 @dataclass(frozen=True)
+class Tls:
+    """How the proxy serves HTTPS. `certificate` and `private_key` (PEM) in "provided" mode."""
+
+    mode: str = DEFAULT_TLS_MODE
+    # The names clients use; the certificate is valid for each.
+    host_names: tuple[str, ...] = ("localhost", DEFAULT_BIND_ADDRESS)
+    certificate: str | None = None
+    private_key: str | None = field(default=None, repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
+@dataclass(frozen=True)
 class Settings:
     proxy_port: int = INT_KEYS["proxyPort"][0]
     proxy_bind_address: str = DEFAULT_BIND_ADDRESS
@@ -71,6 +98,8 @@ class Settings:
     proxy_memory_mb: int = INT_KEYS["proxyMemoryMb"][0]
     process_limit: int = INT_KEYS["processLimit"][0]
     rate_limit_per_second: int = INT_KEYS["rateLimitPerSecond"][0]
+    http_redirect_port: int = INT_KEYS["httpRedirectPort"][0]
+    tls: Tls = field(default_factory=Tls)
     api_access_log: bool = BOOL_KEYS["apiAccessLog"][0]
     network_subnet: str = DEFAULT_SUBNET
     # None: the Dockerfile's own default base image.
@@ -141,6 +170,71 @@ def _is_image_reference(value: str) -> bool:
     return len(value) <= 255 and IMAGE_REFERENCE.match(value) is not None
 
 
+def default_host_names(bind_address: str) -> tuple[str, ...]:
+    """localhost and the bind address; an all-interfaces bind by its loopback address (the
+    host's own names are unknown here: set tlsHostNames)."""
+    address = ipaddress.ip_address(bind_address)
+    if address.is_unspecified:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    return ("localhost", str(address))
+
+
+def _check_tls(
+    config: pulumi.Config, problems: list[str], bind_address: str, ints: dict[str, int]
+) -> Tls:
+    """The TLS keys, and in "provided" mode the certificate and key themselves."""
+    mode = config.get("tlsMode") or DEFAULT_TLS_MODE
+    if mode not in TLS_MODES:
+        problems.append(f"tlsMode: {mode!r} is not one of {', '.join(TLS_MODES)}")
+    names_value = config.get("tlsHostNames")
+    if names_value is None:
+        names = default_host_names(bind_address)
+    else:
+        names = tuple(name.strip() for name in names_value.split(",") if name.strip())
+        bad = [name for name in names if not tls_certificates.is_host_name(name)]
+        if bad or not names:
+            problems.append(
+                f"tlsHostNames: {names_value!r} is not a comma-separated list of DNS names and IP"
+                " addresses (e.g. api.example.com,localhost,127.0.0.1)"
+            )
+    redirect = ints["httpRedirectPort"]
+    if redirect and mode == "off":
+        problems.append("httpRedirectPort: a redirect to HTTPS needs tlsMode other than off")
+    if redirect and redirect == ints["proxyPort"]:
+        problems.append(f"httpRedirectPort: {redirect} is proxyPort too; give it a port of its own")
+    certificate, private_key = config.get("tlsCertificate"), config.get("tlsPrivateKey")
+    if mode != "provided":
+        extra = [
+            k for k, v in (("tlsCertificate", certificate), ("tlsPrivateKey", private_key)) if v
+        ]
+        problems.extend(f"{key}: set, but tlsMode is {mode!r} (use provided)" for key in extra)
+        return Tls(mode, names)
+    for key, value in (("tlsCertificate", certificate), ("tlsPrivateKey", private_key)):
+        if not value:
+            problems.append(
+                f"{key}: missing; tlsMode provided takes a PEM certificate chain and its private"
+                f" key (`pulumi config set --secret {key} < file.pem`)"
+            )
+    if private_key and not pulumi.runtime.config.is_config_secret(f"{config.name}:tlsPrivateKey"):
+        problems.append(
+            "tlsPrivateKey: not a secret; set it with `pulumi config set --secret tlsPrivateKey"
+            " < key.pem` so that it is encrypted in the stack's config and state"
+        )
+    if certificate and private_key:
+        problems.extend(
+            tls_certificates.problems(
+                certificate,
+                private_key,
+                names,
+                datetime.now(UTC),
+                chain_key="tlsCertificate",
+                key_key="tlsPrivateKey",
+                hosts_key="tlsHostNames",
+            )
+        )
+    return Tls(mode, names, certificate, private_key)
+
+
 def _unknown_keys(project: str) -> list[str]:
     """Keys set under this project's namespace that no setting reads (most often a typo)."""
     known = set(INT_KEYS) | set(STRING_KEYS) | set(BOOL_KEYS)
@@ -189,6 +283,11 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         lambda value: PLATFORM.match(value) is not None,
         "a Linux platform such as linux/amd64 or linux/arm64",
     )
+    tls = (
+        _check_tls(config, problems, bind or DEFAULT_BIND_ADDRESS, ints)
+        if not bind or _is_bind_address(bind)
+        else Tls()
+    )
     if problems:
         raise ConfigError(
             f"invalid configuration of stack {pulumi.get_stack()!r} (nothing was created):\n  "
@@ -205,6 +304,8 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         proxy_memory_mb=ints["proxyMemoryMb"],
         process_limit=ints["processLimit"],
         rate_limit_per_second=ints["rateLimitPerSecond"],
+        http_redirect_port=ints["httpRedirectPort"],
+        tls=tls,
         api_access_log=bools["apiAccessLog"],
         network_subnet=subnet or DEFAULT_SUBNET,
         api_base_image=api_base,

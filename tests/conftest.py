@@ -51,6 +51,22 @@ def base_images(docker_client: docker.DockerClient) -> dict[str, str]:
     return names
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stack_ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The CAs of the stacks the tests deploy (tlsMode self-signed: each makes its own), which
+    every `requests` client of the tests verifies the proxies by (REQUESTS_CA_BUNDLE; the
+    engine stacks add theirs as they deploy). Nothing here turns verification off."""
+    bundle = tmp_path_factory.mktemp("tls") / "stack-cas.pem"
+    bundle.touch()
+    previous = os.environ.get("REQUESTS_CA_BUNDLE")
+    os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
+    yield bundle
+    if previous is None:
+        del os.environ["REQUESTS_CA_BUNDLE"]
+    else:
+        os.environ["REQUESTS_CA_BUNDLE"] = previous
+
+
 @pytest.fixture
 def unique_name() -> str:
     """A name no other test run uses, for Docker objects of one test."""

@@ -7,7 +7,7 @@ failed deploy.
 """
 
 import contextlib
-import re
+import os
 import subprocess
 import sys
 import uuid
@@ -18,13 +18,15 @@ from typing import Any
 
 import docker
 import docker.errors
+import pulumi
+import pulumi.runtime
 
 import contract
 from engine_harness.__main__ import remove_labelled
 from engine_harness.docker_mocks import EngineMocks, Summary, destroy
 from engine_harness.free_resources import free_port, free_subnet
 from engine_harness.program import REPO_ROOT, project_name, run_program, stack_config
-from settings import INT_KEYS, Settings
+from settings import Settings, load_settings
 
 PROJECT = project_name()
 
@@ -54,14 +56,20 @@ class EngineStack:
         return str(self.exports[contract.EXPORT_URL])
 
     @property
+    def ca_file(self) -> Path | None:
+        """The stack's CA certificate in a file (tlsMode self-signed), else None."""
+        pem = self.exports.get(contract.EXPORT_CA_CERTIFICATE)
+        if pem is None:
+            return None
+        path = self.state_file.with_suffix(".ca.pem")
+        path.write_text(pem)
+        return path
+
+    @property
     def settings(self) -> Settings:
-        """The stack's config as the program reads it (keys in camelCase, fields snake_case)."""
-        values: dict[str, Any] = {}
-        for full_key, value in self.config.items():
-            key = full_key.split(":", 1)[1]
-            name = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
-            values[name] = int(value) if key in INT_KEYS else value
-        return Settings(**values)
+        """The stack's config as the program reads it."""
+        pulumi.runtime.set_all_config(self.config)
+        return load_settings(pulumi.Config(PROJECT))
 
 
 def side_by_side_config(client: docker.DockerClient, base_images: dict[str, str]) -> dict[str, str]:
@@ -113,6 +121,7 @@ class Deployments:
         if refresh:
             mocks.refresh()
         record.exports = run_program(mocks, stack, record.config, PROJECT)
+        trust(record.exports.get(contract.EXPORT_CA_CERTIFICATE))
         record.summary = mocks.finish()
         record.drift = mocks.drift()
         return record
@@ -142,6 +151,14 @@ class Deployments:
             raise failures[0]
 
 
+def trust(ca_pem: str | None) -> None:
+    """Add a stack's CA to the bundle the tests' clients verify by (tests/conftest.py)."""
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+    if ca_pem and bundle:
+        with open(bundle, "a", encoding="ascii") as file:
+            file.write(ca_pem)
+
+
 def stack_objects(client: docker.DockerClient, stack: str) -> list[str]:
     """Names of the containers and networks labelled as this project's `stack`."""
     labels = [f"{contract.LABEL_PROJECT}={PROJECT}", f"{contract.LABEL_STACK}={stack}"]
@@ -150,10 +167,20 @@ def stack_objects(client: docker.DockerClient, stack: str) -> list[str]:
     return [c.name for c in containers] + [n.name for n in networks]
 
 
-def smoke(url: str) -> subprocess.CompletedProcess[str]:
-    """scripts/smoke_test.py against `url`."""
+def smoke(stack: EngineStack) -> subprocess.CompletedProcess[str]:
+    """scripts/smoke_test.py against the stack's URL, trusting its CA."""
+    ca = ["--ca-file", str(stack.ca_file)] if stack.ca_file else []
+    redirect = stack.exports.get(contract.EXPORT_HTTP_REDIRECT_URL)
+    ca += ["--redirect-url", redirect] if redirect else []
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "smoke_test.py"), url, "--wait", "30"],
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "smoke_test.py"),
+            stack.url,
+            *ca,
+            "--wait",
+            "30",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

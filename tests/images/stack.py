@@ -175,7 +175,10 @@ class Stack:
             "proxy",
             environment=environment,
             user=contract.PROXY_USER,
-            ports={f"{contract.PROXY_CONTAINER_PORT}/tcp": ("127.0.0.1", None)},
+            ports={
+                f"{port}/tcp": ("127.0.0.1", None)
+                for port in (contract.PROXY_HTTP_PORT, contract.PROXY_HTTPS_PORT)
+            },
             **network,
             **HARDENING,
         )
@@ -218,7 +221,7 @@ class Running:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{host_port(self.proxy, contract.PROXY_CONTAINER_PORT)}"
+        return f"http://127.0.0.1:{host_port(self.proxy, contract.PROXY_HTTP_PORT)}"
 
 
 def host_port(container: Container, container_port: int) -> int:

@@ -107,7 +107,7 @@ def test_api_port_is_not_published(running: Running) -> None:
 
 def test_proxy_port_is_published_on_loopback_only(running: Running) -> None:
     bindings = running.proxy.attrs["NetworkSettings"]["Ports"]
-    port = f"{contract.PROXY_CONTAINER_PORT}/tcp"
+    port = f"{contract.PROXY_HTTP_PORT}/tcp"
 
     assert [binding["HostIp"] for binding in bindings[port]] == ["127.0.0.1"]
 

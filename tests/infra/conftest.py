@@ -12,9 +12,11 @@ import pulumi
 import pytest
 
 import contract
+from engine_harness import tls_resources
 from engine_harness.docker_mocks import Options, autoname
 from engine_harness.program import run_program
 from engine_harness.provider_rules import GET_REMOTE_IMAGE
+from engine_harness.state_secrets import contains_secret, unwrap
 from tests.engine_stacks import PROJECT, full_config
 
 
@@ -27,9 +29,11 @@ def base_image_id(name: str) -> str:
 class Registered:
     typ: str
     name: str
-    inputs: dict[str, Any]
+    inputs: dict[str, Any]  # plain: secrets unwrapped
     options: Options
     outputs: dict[str, Any]
+    # Inputs that arrived as secrets.
+    secret: frozenset[str] = frozenset()
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -50,7 +54,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             self.completed_before[args.name] = set(self._completed)
         if args.typ.endswith(":Container"):
             time.sleep(0.05)  # a slow engine: dependents must still wait for containers
-        outputs = dict(args.inputs)
+        outputs = unwrap(args.inputs)
+        if args.typ in tls_resources.CREATE:  # real keys and certificates, as the harness makes
+            _, outputs = tls_resources.create(args.typ, args.name, unwrap(args.inputs))
         if args.typ == "docker:index/image:Image":
             digest = hashlib.sha256(json.dumps(args.inputs, sort_keys=True).encode()).hexdigest()
             outputs["repoDigest"] = f"sha256:{digest}"
@@ -61,7 +67,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         with self._lock:
             options = self.options[args.name]
             self.resources.append(
-                Registered(args.typ, args.name, dict(args.inputs), options, outputs)
+                Registered(
+                    args.typ,
+                    args.name,
+                    unwrap(args.inputs),
+                    options,
+                    outputs,
+                    frozenset(k for k, v in args.inputs.items() if contains_secret(v)),
+                )
             )
             self._completed.add(args.name)
         return f"{args.name}-id", outputs
@@ -111,15 +124,25 @@ Deploy = Callable[..., Deployment]
 
 @pytest.fixture
 def deploy() -> Deploy:
-    """deploy(stack="dev", missing_images=..., **config): run the program (the named base images
-    not on the engine); return what it registered and exported."""
+    """deploy(stack="dev", missing_images=..., secrets=..., **config): run the program (the
+    named base images not on the engine, the `secrets` keys set with --secret); return what it
+    registered and exported."""
 
     def run(
-        stack: str = "unit", missing_images: frozenset[str] = frozenset(), **config: str
+        stack: str = "unit",
+        missing_images: frozenset[str] = frozenset(),
+        secrets: frozenset[str] = frozenset(),
+        **config: str,
     ) -> Deployment:
         mocks = RecordingMocks()
         mocks.missing_images = set(missing_images)
-        exports = run_program(mocks, stack, full_config(config), PROJECT)
+        exports = run_program(
+            mocks,
+            stack,
+            full_config(config),
+            PROJECT,
+            list(full_config(dict.fromkeys(secrets, ""))),
+        )
         return Deployment(mocks, exports)
 
     return run

@@ -25,14 +25,14 @@ def test_deploy_smoke_redeploy_and_destroy(
     # A network, 2 images, 3 containers, and a health wait per container.
     assert len(stack.summary.created) == 9, stack.summary
 
-    result = smoke(stack.exports[contract.EXPORT_URL])
+    result = smoke(stack)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed, 0 failed" in result.stdout, result.stdout
+    assert "5 passed, 0 failed" in result.stdout, result.stdout
 
     # What runs is what the program declared.
     proxy = docker_client.containers.get(stack.exports[contract.EXPORT_PROXY_CONTAINER])
     host_config = proxy.attrs["HostConfig"]
-    bindings = host_config["PortBindings"][f"{contract.PROXY_CONTAINER_PORT}/tcp"]
+    bindings = host_config["PortBindings"][f"{contract.PROXY_HTTPS_PORT}/tcp"]
     assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
     assert proxy.attrs["Config"]["User"] == contract.PROXY_USER
     assert host_config["Sysctls"] == {"net.ipv4.tcp_tw_reuse": "1"}
@@ -61,11 +61,11 @@ def test_two_stacks_run_side_by_side(
 ) -> None:
     first, second = engine_up(f"{unique_name}a"), engine_up(f"{unique_name}b")
     for stack in (first, second):
-        result = smoke(stack.exports[contract.EXPORT_URL])
+        result = smoke(stack)
         assert result.returncode == 0, f"{stack.name}: {result.stdout}{result.stderr}"
     destroy(docker_client, first.state_file)
     assert stack_objects(docker_client, first.name) == []
-    assert smoke(second.exports[contract.EXPORT_URL]).returncode == 0, "removing one broke two"
+    assert smoke(second).returncode == 0, "removing one broke two"
 
 
 def test_a_subnet_in_use_fails_the_deploy_naming_it_and_creates_no_container(

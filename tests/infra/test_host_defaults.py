@@ -128,7 +128,7 @@ def test_host_defaults_are_merged_yet_the_stack_reads_back_as_declared(
     )
     try:
         first = deployments.up(unique_name)
-        assert smoke(first.url).returncode == 0
+        assert smoke(first).returncode == 0
 
         # dockerd did merge its defaults into what runs...
         names = first.exports[contract.EXPORT_API_CONTAINERS]

@@ -38,7 +38,7 @@ def test_a_deploy_reads_back_as_declared_and_the_next_up_plans_nothing(
 ) -> None:
     first = engine_up(unique_name, **config)
     assert first.drift == {}, f"read back differently from the declaration: {first.drift}"
-    assert smoke(first.url).returncode == 0
+    assert smoke(first).returncode == 0
     # Built as pulumi-docker builds by default: with BuildKit (provider/image.go).
     for export in (contract.EXPORT_API_IMAGE, contract.EXPORT_PROXY_IMAGE):
         history = docker_client.images.get(first.exports[export]).history()
@@ -68,7 +68,7 @@ def test_an_object_removed_by_hand_is_missing_until_up_refresh(
     refreshed = fresh_deployments.up_refreshed(unique_name)
     assert refreshed.summary.created == [f"{PROJECT}-{unique_name}-proxy"], refreshed.summary
     assert refreshed.drift == {}
-    assert smoke(refreshed.url).returncode == 0
+    assert smoke(refreshed).returncode == 0
 
 
 def test_a_new_base_image_under_the_same_name_rebuilds_and_replaces(

@@ -76,11 +76,8 @@ def violations(container: Container, settings: Settings) -> list[str]:
         if bindings
     }
     if role == contract.ROLE_PROXY:
-        wanted = {
-            f"{contract.PROXY_CONTAINER_PORT}/tcp": [
-                (settings.proxy_bind_address, str(settings.proxy_port))
-            ]
-        }
+        served = contract.PROXY_HTTPS_PORT if settings.tls.enabled else contract.PROXY_HTTP_PORT
+        wanted = {f"{served}/tcp": [(settings.proxy_bind_address, str(settings.proxy_port))]}
         check(published == wanted, f"published {published}, not only {wanted}")
     else:
         check(not published, f"API ports published: {published}")

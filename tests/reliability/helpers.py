@@ -4,10 +4,12 @@ and the checks every proxy answer must pass."""
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -41,8 +43,28 @@ def eventually(check: Callable[[], T], timeout: float, interval: float = 0.25) -
         time.sleep(interval)
 
 
-def port_of(stack: EngineStack) -> int:
-    return int(stack.url.rsplit(":", 1)[1])
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a stack's proxy answers on this host: its port and, for HTTPS, the CA to verify
+    it by (None: plain HTTP)."""
+
+    port: int
+    ca_file: Path | None
+
+
+def port_of(stack: EngineStack) -> Endpoint:
+    https = stack.url.startswith("https://")
+    return Endpoint(int(stack.url.rsplit(":", 1)[1]), stack.ca_file if https else None)
+
+
+def connect(endpoint: Endpoint, timeout: float = REQUEST_TIMEOUT) -> socket.socket:
+    """A connection to the proxy: TLS (HTTP/1.1, the certificate verified) for HTTPS."""
+    sock = socket.create_connection(("127.0.0.1", endpoint.port), timeout=timeout)
+    if endpoint.ca_file is None:
+        return sock
+    context = ssl.create_default_context(cafile=str(endpoint.ca_file))
+    context.set_alpn_protocols(["http/1.1"])
+    return context.wrap_socket(sock, server_hostname="127.0.0.1")
 
 
 def tag_image(client: docker.DockerClient, source: str, reference: str) -> None:
@@ -166,10 +188,10 @@ def read_response(sock: socket.socket, buffer: bytes = b"") -> tuple[RawResponse
     return RawResponse(int(status_line.split(" ")[1]), headers, rest[:length]), rest[length:]
 
 
-def exchange(port: int, request: bytes, *, drain: float = 0.0) -> RawResponse:
+def exchange(endpoint: Endpoint, request: bytes, *, drain: float = 0.0) -> RawResponse:
     """Send raw bytes to the proxy and read the first response; with `drain`, then wait that
     long for anything more and for the server to close the connection."""
-    with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as sock:
+    with connect(endpoint) as sock:
         # The server may answer and close before reading everything sent (an oversized body).
         with contextlib.suppress(OSError):
             sock.sendall(request)
@@ -190,7 +212,8 @@ def exchange(port: int, request: bytes, *, drain: float = 0.0) -> RawResponse:
         return response
 
 
-def get(port: int, path: str, host: str = "127.0.0.1", extra_headers: str = "") -> bytes:
+def get(path: str, host: str = "127.0.0.1", extra_headers: str = "") -> bytes:
+    """A raw GET request that asks the server to close the connection after it."""
     return (
         f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}Connection: close\r\n\r\n"
     ).encode()

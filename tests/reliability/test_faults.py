@@ -241,7 +241,7 @@ def test_a_deploy_failing_half_way_is_destroyed_or_fixed_cleanly(
                 assert stack_objects(docker_client, unique_name) == []
 
         fixed = fresh_deployments.up(unique_name, apiBaseImage=base_images["api"])
-        result = smoke(fixed.url)
+        result = smoke(fixed)
         assert result.returncode == 0, result.stdout + result.stderr
         assert len(stack_objects(docker_client, unique_name)) == 4, "3 containers and a network"
         destroy(docker_client, fixed.state_file)
@@ -261,7 +261,7 @@ def test_a_failed_update_leaves_the_stack_serving_and_destroyable(
     # A release whose API image fails to build, on top of the running stack.
     with pytest.raises(DeployError, match="build failed"):
         fresh_deployments.up(unique_name, apiBaseImage=base_images["proxy"])
-    result = smoke(stack.url)
+    result = smoke(stack)
     assert result.returncode == 0, f"the running stack broke: {result.stdout}{result.stderr}"
     assert_state_knows_everything(docker_client, unique_name, stack.state_file)
     destroy(docker_client, stack.state_file)

@@ -19,13 +19,14 @@ import requests
 
 import contract
 from tests.conftest import TEST_LABEL
-from tests.engine_stacks import Deployments, EngineStack, new_stack_name
+from tests.engine_stacks import PROJECT, Deployments, EngineStack, new_stack_name
 from tests.reliability.helpers import (
     REQUEST_TIMEOUT,
     RawResponse,
     api_containers,
     assert_proxy_error,
     assert_security_headers,
+    connect,
     eventually,
     exchange,
     get,
@@ -74,7 +75,7 @@ def api_logs(client: docker.DockerClient, stack: EngineStack) -> str:
 
 def test_oversized_request_line_is_414(stack: EngineStack) -> None:
     port = port_of(stack)
-    response = exchange(port, get(port, "/" + "a" * TOO_LONG))
+    response = exchange(port, get("/" + "a" * TOO_LONG))
     assert response.status == 414, response
     assert_proxy_error(414, response.headers, response.body, "oversized request line")
 
@@ -90,7 +91,7 @@ def test_oversized_request_line_is_414(stack: EngineStack) -> None:
 )
 def test_oversized_headers_are_431(stack: EngineStack, headers: str) -> None:
     port = port_of(stack)
-    response = exchange(port, get(port, "/", extra_headers=headers))
+    response = exchange(port, get("/", extra_headers=headers))
     assert response.status == 431, response
     assert_proxy_error(431, response.headers, response.body, "oversized headers")
 
@@ -148,7 +149,7 @@ def has_ended(sock: socket.socket) -> bool:
 
 def test_slow_clients_time_out_without_starving_others(stack: EngineStack) -> None:
     port = port_of(stack)
-    slow = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(SLOW_CLIENTS)]
+    slow = [connect(port, timeout=5) for _ in range(SLOW_CLIENTS)]
     try:
         opened = time.monotonic()
         for sock in slow:
@@ -177,7 +178,7 @@ def test_slow_clients_time_out_without_starving_others(stack: EngineStack) -> No
 def test_raw_response_reader_sees_one_response(stack: EngineStack) -> None:
     """The reader that the smuggling test relies on does see a second, pipelined response."""
     port = port_of(stack)
-    pipelined = get(port, "/healthz").replace(b"Connection: close\r\n", b"") + get(port, "/")
+    pipelined = get("/healthz").replace(b"Connection: close\r\n", b"") + get("/")
     response: RawResponse = exchange(port, pipelined, drain=3.0)
     assert response.status == 200 and b"HTTP/1.1 200" in response.extra, response
 
@@ -235,10 +236,10 @@ TRAVERSALS = [
 def test_path_traversal_serves_no_file(stack: EngineStack) -> None:
     port = port_of(stack)
     # The API does serve files here, so the tricks below aim at a real file server.
-    served = exchange(port, get(port, "/swagger/ui/static/swagger-ui.css"))
+    served = exchange(port, get("/swagger/ui/static/swagger-ui.css"))
     assert served.status == 200 and served.body, served
     for path in TRAVERSALS:
-        response = exchange(port, get(port, path))
+        response = exchange(port, get(path))
         assert response.status in {400, 404}, f"{path}: {response}"
         assert response.headers.get("content-type", "").startswith("application/json"), path
         leaked = [marker for marker in SECRETS if marker in response.body]
@@ -247,7 +248,7 @@ def test_path_traversal_serves_no_file(stack: EngineStack) -> None:
 
 def test_a_spoofed_host_changes_nothing(stack: EngineStack) -> None:
     port = port_of(stack)
-    public = stack.url.removeprefix("http://")
+    public = stack.url.split("://")[1]
     spoofs = [
         ("Host: evil.example", "{path}"),
         ("Host: evil.example:666", "{path}"),
@@ -257,14 +258,14 @@ def test_a_spoofed_host_changes_nothing(stack: EngineStack) -> None:
         ("Host: x", "http://evil.example{path}"),
     ]
     for path in ["/", "/swagger", "/swagger/ui/", "/no-such-path"]:
-        baseline = exchange(port, get(port, path, host=public))
+        baseline = exchange(port, get(path, host=public))
         assert baseline.status in {200, 404}, f"{path}: {baseline}"
         for headers, target in spoofs:
             request = f"GET {target.format(path=path)} HTTP/1.1\r\n{headers}\r\n"
             response = exchange(port, f"{request}Connection: close\r\n\r\n".encode())
             what = f"{path} with {headers!r} to {target.format(path=path)}"
             assert (response.status, response.body) == (baseline.status, baseline.body), what
-    spec = json.loads(exchange(port, get(port, "/swagger", host="evil.example")).body)
+    spec = json.loads(exchange(port, get("/swagger", host="evil.example")).body)
     assert spec["host"] == public, f"the spec names {spec['host']!r}, not {public!r}"
 
 
@@ -295,18 +296,18 @@ def test_fuzzing_the_api_through_the_proxy_finds_no_server_error(
 def test_security_headers_on_every_response(stack: EngineStack) -> None:
     port = port_of(stack)
     cases = {
-        "API answer": get(port, "/"),
-        "proxy's health": get(port, "/healthz"),
-        "API spec": get(port, "/swagger"),
-        "API HTML page": get(port, "/swagger/ui/"),
-        "API 404": get(port, "/no-such-path"),
-        "proxy 404": get(port, "/_proxy_error"),
+        "API answer": get("/"),
+        "proxy's health": get("/healthz"),
+        "API spec": get("/swagger"),
+        "API HTML page": get("/swagger/ui/"),
+        "API 404": get("/no-such-path"),
+        "proxy 404": get("/_proxy_error"),
         "API 405": b"DELETE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "proxy 405": b"FOO / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "400": b"GET / HTTP/1.1\r\n\r\n",
         "413": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n",
-        "414": get(port, "/" + "a" * TOO_LONG),
-        "431": get(port, "/", extra_headers=f"X-Big: {'a' * TOO_LONG}\r\n"),
+        "414": get("/" + "a" * TOO_LONG),
+        "431": get("/", extra_headers=f"X-Big: {'a' * TOO_LONG}\r\n"),
         "501": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
     }
     statuses = {}
@@ -319,8 +320,11 @@ def test_security_headers_on_every_response(stack: EngineStack) -> None:
 
 @pytest.fixture(scope="module")
 def rate_limited(deployments: Deployments) -> EngineStack:
-    """A second stack whose proxy allows 5 requests per second per client (burst 10)."""
-    return deployments.up(new_stack_name(), rateLimitPerSecond="5")
+    """A second stack whose proxy allows 5 requests per second per client (burst 10); its
+    certificate names the proxy container too, for a client on the stack's network."""
+    name = new_stack_name()
+    proxy = f"{PROJECT}-{name}-proxy"
+    return deployments.up(name, rateLimitPerSecond="5", tlsHostNames=f"localhost,127.0.0.1,{proxy}")
 
 
 def test_rate_limit_answers_429_json_per_client_address(
@@ -351,17 +355,20 @@ def test_rate_limit_answers_429_json_per_client_address(
 
     thread = threading.Thread(target=hammer, daemon=True)
     thread.start()
-    proxy = f"http://{rate_limited.exports[contract.EXPORT_PROXY_CONTAINER]}"
+    proxy = f"https://{rate_limited.exports[contract.EXPORT_PROXY_CONTAINER]}"
     client = docker_client.containers.run(
         rate_limited.exports[contract.EXPORT_API_IMAGE],
         [
             "python3",
             "-c",
-            "import sys, time, urllib.request\n"
+            "import ssl, sys, time, urllib.request\n"
+            "tls = ssl.create_default_context(cadata=sys.argv[2])\n"
             "for _ in range(3):\n"
-            "    print(urllib.request.urlopen(sys.argv[1], timeout=10).status, flush=True)\n"
+            "    answer = urllib.request.urlopen(sys.argv[1], timeout=10, context=tls)\n"
+            "    print(answer.status, flush=True)\n"
             "    time.sleep(0.3)\n",
-            f"{proxy}:{contract.PROXY_CONTAINER_PORT}/",
+            f"{proxy}:{contract.PROXY_HTTPS_PORT}/",
+            rate_limited.exports[contract.EXPORT_CA_CERTIFICATE],
         ],
         network=rate_limited.exports[contract.EXPORT_NETWORK],
         labels={TEST_LABEL: "1"},
