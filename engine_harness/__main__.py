@@ -2,13 +2,16 @@
 the local Docker engine through the engine-backed mocks (what `make local-up` / `make
 local-down` run).
 
-`up` prints what it did on stderr and the proxy URL as the last line on stdout. Both are
+`up` prints what it did on stderr and the proxy URL as the last line on stdout; with tlsMode
+self-signed it writes the stack's CA certificate next to its state (`.engine-state/<project>-
+<stack>.ca.pem`, named on stderr), the `caCertificate` output to verify the URL by. Both are
 idempotent: `up` with nothing changed changes nothing; `down` on nothing removes nothing.
 Only objects labelled with this project and stack are ever removed.
 """
 
 import argparse
 import sys
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -77,8 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     for action in ("created", "replaced", "updated", "unchanged", "deleted"):
         names = getattr(summary, action)
         print(f"{action}: {len(names)} {sorted(names)}", file=sys.stderr)
+    ca = exports.get(contract.EXPORT_CA_CERTIFICATE)
+    if ca:
+        ca_file = ca_path(state_file)
+        ca_file.write_text(ca)
+        print(f"the stack's CA certificate: {ca_file}", file=sys.stderr)
     print(exports[contract.EXPORT_URL])
     return 0
+
+
+def ca_path(state_file: Path) -> Path:
+    """Where `up` writes the stack's CA certificate."""
+    return state_file.with_suffix(".ca.pem")
 
 
 if __name__ == "__main__":

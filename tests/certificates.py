@@ -7,9 +7,12 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509 import UniformResourceIdentifier as URI
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+CRL = "http://ca.invalid/test.crl"
+OCSP = "http://ca.invalid/ocsp"
 
 
 def key_pem(key: Key) -> str:
@@ -41,7 +44,7 @@ class Authority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(hours=1))
-            .not_valid_after(now + timedelta(days=30))
+            .not_valid_after(now + timedelta(days=365))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256())
         )
@@ -57,9 +60,12 @@ class Authority:
         *,
         key: Key | None = None,
         valid_from: datetime | None = None,
-        valid_for: timedelta = timedelta(days=7),
+        valid_for: timedelta = timedelta(days=90),
+        revocation: bool = False,
     ) -> tuple[str, str]:
-        """A server certificate for `names` (DNS names and IP addresses): (chain PEM, key PEM)."""
+        """A server certificate for `names` (DNS names and IP addresses): (chain PEM, key PEM).
+        `revocation`: with a CRL and an OCSP address (never asked: .invalid), as a public CA's
+        certificates have them."""
         key = key or ec.generate_private_key(ec.SECP256R1())
         start = valid_from or datetime.now(UTC) - timedelta(hours=1)
         alternative: list[x509.GeneralName] = []
@@ -68,7 +74,7 @@ class Authority:
                 alternative.append(x509.IPAddress(ipaddress.ip_address(name)))
             except ValueError:
                 alternative.append(x509.DNSName(name))
-        certificate = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
             .issuer_name(self.certificate.subject)
@@ -78,6 +84,16 @@ class Authority:
             .not_valid_after(start + valid_for)
             .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(self.key, hashes.SHA256())
         )
-        return cert_pem(certificate), key_pem(key)
+        if revocation:
+            builder = builder.add_extension(
+                x509.CRLDistributionPoints([x509.DistributionPoint([URI(CRL)], None, None, None)]),
+                critical=False,
+            ).add_extension(
+                x509.AuthorityInformationAccess(
+                    [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, URI(OCSP))]
+                ),
+                critical=False,
+            )
+        signed = builder.sign(self.key, hashes.SHA256())
+        return cert_pem(signed), key_pem(key)

@@ -29,6 +29,9 @@ from engine_harness.program import REPO_ROOT, project_name, run_program, stack_c
 from settings import Settings, load_settings
 
 PROJECT = project_name()
+# What the dev config deploys: a network, 2 images, 3 containers and a health wait for each,
+# and the stack's CA (two keys, the CA's certificate, the proxy's request and certificate).
+DEV_RESOURCES = 14
 
 
 def full_config(values: dict[str, str]) -> dict[str, str]:
@@ -50,6 +53,8 @@ class EngineStack:
     summary: Summary = field(default_factory=Summary)
     # The read-back check after the deploy (EngineMocks.drift): empty when all is as declared.
     drift: dict[str, Any] = field(default_factory=dict)
+    # Config keys set as secrets (full keys).
+    secret_keys: frozenset[str] = frozenset()
 
     @property
     def url(self) -> str:
@@ -102,25 +107,39 @@ class Deployments:
         self.subnets_of = subnets_of or client
         self.stacks: list[EngineStack] = []
 
-    def up(self, stack: str, **overrides: str) -> EngineStack:
+    def up(
+        self, stack: str, secrets: frozenset[str] = frozenset(), **overrides: str
+    ) -> EngineStack:
         """Deploy (or update) `stack`: the config of its last deploy, else the dev stack's on a
-        free port, with `overrides` on top. Raises what the program raises."""
-        return self._deploy(stack, overrides, refresh=False)
+        free port, with `overrides` on top (`secrets`: keys set with --secret). Raises what the
+        program raises."""
+        return self._deploy(stack, overrides, refresh=False, secrets=secrets)
 
     def up_refreshed(self, stack: str) -> EngineStack:
         """`pulumi up --refresh` of `stack` with the config of its last deploy."""
         return self._deploy(stack, {}, refresh=True)
 
-    def _deploy(self, stack: str, overrides: dict[str, str], *, refresh: bool) -> EngineStack:
-        earlier = [record.config for record in self.stacks if record.name == stack]
-        base = earlier[-1] if earlier else self.default_config()
+    def _deploy(
+        self,
+        stack: str,
+        overrides: dict[str, str],
+        *,
+        refresh: bool,
+        secrets: frozenset[str] = frozenset(),
+    ) -> EngineStack:
+        earlier = [record for record in self.stacks if record.name == stack]
+        base = earlier[-1].config if earlier else self.default_config()
+        secret_keys = (earlier[-1].secret_keys if earlier else frozenset()) | set(
+            full_config(dict.fromkeys(secrets, ""))
+        )
         record = EngineStack(stack, self.state_dir / f"{stack}.json", base | full_config(overrides))
+        record.secret_keys = frozenset(secret_keys)
         # Recorded before the run, so a failed deploy is removed too.
         self.stacks.append(record)
         mocks = EngineMocks(self.client, record.state_file)
         if refresh:
             mocks.refresh()
-        record.exports = run_program(mocks, stack, record.config, PROJECT)
+        record.exports = run_program(mocks, stack, record.config, PROJECT, record.secret_keys)
         trust(record.exports.get(contract.EXPORT_CA_CERTIFICATE))
         record.summary = mocks.finish()
         record.drift = mocks.drift()
@@ -167,9 +186,10 @@ def stack_objects(client: docker.DockerClient, stack: str) -> list[str]:
     return [c.name for c in containers] + [n.name for n in networks]
 
 
-def smoke(stack: EngineStack) -> subprocess.CompletedProcess[str]:
-    """scripts/smoke_test.py against the stack's URL, trusting its CA."""
-    ca = ["--ca-file", str(stack.ca_file)] if stack.ca_file else []
+def smoke(stack: EngineStack, ca_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """scripts/smoke_test.py against the stack's URL, trusting its CA (or `ca_file`)."""
+    ca_file = ca_file or stack.ca_file
+    ca = ["--ca-file", str(ca_file)] if ca_file else []
     redirect = stack.exports.get(contract.EXPORT_HTTP_REDIRECT_URL)
     ca += ["--redirect-url", redirect] if redirect else []
     return subprocess.run(

@@ -13,7 +13,7 @@ from engine_harness.docker_mocks import DeployError, EngineMocks, UnappliedInput
 from engine_harness.free_resources import free_subnet
 from engine_harness.provider_rules import CONTAINER
 from tests.conftest import TEST_LABEL, Up
-from tests.engine_stacks import PROJECT, smoke, stack_objects
+from tests.engine_stacks import DEV_RESOURCES, PROJECT, smoke, stack_objects
 
 pytestmark = pytest.mark.engine
 
@@ -22,8 +22,7 @@ def test_deploy_smoke_redeploy_and_destroy(
     engine_up: Up, docker_client: docker.DockerClient, unique_name: str
 ) -> None:
     stack = engine_up(unique_name)
-    # A network, 2 images, 3 containers, and a health wait per container.
-    assert len(stack.summary.created) == 9, stack.summary
+    assert len(stack.summary.created) == DEV_RESOURCES, stack.summary
 
     result = smoke(stack)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -49,7 +48,7 @@ def test_deploy_smoke_redeploy_and_destroy(
     # A second run with nothing changed changes nothing.
     again = engine_up(unique_name)
     assert not again.summary.created and not again.summary.replaced, again.summary
-    assert len(again.summary.unchanged) == 9, again.summary
+    assert len(again.summary.unchanged) == DEV_RESOURCES, again.summary
 
     # Destroy removes every container and network of the stack.
     destroy(docker_client, stack.state_file)

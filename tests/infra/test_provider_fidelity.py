@@ -16,12 +16,9 @@ import contract
 from engine_harness.docker_mocks import DeployError, EngineMocks, Options
 from engine_harness.provider_rules import CONTAINER
 from tests.conftest import TEST_LABEL, Up
-from tests.engine_stacks import PROJECT, smoke
+from tests.engine_stacks import DEV_RESOURCES, PROJECT, smoke
 
 pytestmark = pytest.mark.engine
-
-# A network, 2 images, 3 containers, and a health wait per container.
-RESOURCES = 9
 
 
 @pytest.mark.parametrize(
@@ -62,7 +59,7 @@ def test_an_object_removed_by_hand_is_missing_until_up_refresh(
     docker_client.containers.get(proxy).remove(force=True)
 
     stale = engine_up(unique_name)
-    assert len(stale.summary.unchanged) == RESOURCES, stale.summary
+    assert len(stale.summary.unchanged) == DEV_RESOURCES, stale.summary
     assert not docker_client.containers.list(all=True, filters={"name": f"^{proxy}$"})
 
     refreshed = fresh_deployments.up_refreshed(unique_name)

@@ -5,6 +5,7 @@ through sockets (an HTTP library would fix them up); none of it may restart a co
 import json
 import select
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -140,7 +141,13 @@ def has_ended(sock: socket.socket) -> bool:
         sock.sendall(b"X-Slow: 1\r\n")  # one more header line, never the blank line
         readable, _, _ = select.select([sock], [], [], 0)
         if readable:
-            sock.recv(4096)
+            sock.settimeout(0)
+            try:
+                sock.recv(4096)  # an answer, or b"": closed
+            except (ssl.SSLWantReadError, BlockingIOError):
+                return False  # TLS housekeeping only (TLS 1.3 sends session tickets)
+            finally:
+                sock.settimeout(5)
             return True
     except OSError:
         return True

@@ -18,6 +18,7 @@ import contract
 from tests.engine_stacks import EngineStack
 from tests.reliability.helpers import (
     REQUEST_TIMEOUT,
+    connect,
     lifetimes,
     port_of,
     read_response,
@@ -118,7 +119,7 @@ def test_idle_keepalive_connections_do_not_stop_others_being_served(
     idle: list[socket.socket] = []
     try:
         for _ in range(IDLE_CONNECTIONS):
-            sock = socket.create_connection(("127.0.0.1", port_of(stack)), timeout=REQUEST_TIMEOUT)
+            sock = connect(port_of(stack))
             idle.append(sock)
             sock.sendall(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n")
         for sock in idle:

@@ -4,7 +4,6 @@ Pulumi.<stack>.yaml, so a test can change the app's code, the proxy or the confi
 deploys without touching the repository."""
 
 import contextlib
-import json
 import shutil
 import subprocess
 import sys
@@ -19,8 +18,10 @@ import pytest
 import yaml
 
 import contract
+from engine_harness.__main__ import ca_path
+from engine_harness.docker_mocks import load_state
 from tests.conftest import REPO_ROOT
-from tests.engine_stacks import PROJECT, full_config, new_stack_name, side_by_side_config
+from tests.engine_stacks import PROJECT, full_config, new_stack_name, side_by_side_config, trust
 
 # What a copy leaves out: the tools' caches and state, and everything no deploy reads.
 NOT_COPIED = shutil.ignore_patterns(
@@ -61,7 +62,11 @@ class Checkout:
         config_file.write_text(yaml.safe_dump({"config": self.config}))
         started = time.monotonic()
         done = self._harness("up")
-        return Deploy(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+        took = time.monotonic() - started
+        ca_file = ca_path(self.state_file)
+        if ca_file.is_file():
+            trust(ca_file.read_text())
+        return Deploy(done.returncode, done.stdout, done.stderr, took)
 
     def down(self) -> None:
         self._harness("down")
@@ -78,10 +83,13 @@ class Checkout:
     def restore(self, relative: str) -> None:
         shutil.copy(REPO_ROOT / relative, self.root / relative)
 
+    @property
+    def state_file(self) -> Path:
+        return self.root / ".engine-state" / f"{self.prefix}.json"
+
     def state(self) -> list[dict[str, Any]]:
         """The harness's state file: what Pulumi's state would record."""
-        path = self.root / ".engine-state" / f"{self.prefix}.json"
-        return list(json.loads(path.read_text()))
+        return [record.__dict__ for record in load_state(self.state_file)]
 
     def api_containers(self) -> list[Any]:
         labels = [
