@@ -7,7 +7,6 @@ failed deploy.
 """
 
 import contextlib
-import re
 import subprocess
 import sys
 import uuid
@@ -24,7 +23,7 @@ from engine_harness.__main__ import remove_labelled
 from engine_harness.docker_mocks import EngineMocks, Summary, destroy
 from engine_harness.free_resources import free_port, free_subnet
 from engine_harness.program import REPO_ROOT, project_name, run_program, stack_config
-from settings import INT_KEYS, Settings
+from settings import Settings, settings_from
 
 PROJECT = project_name()
 
@@ -55,13 +54,8 @@ class EngineStack:
 
     @property
     def settings(self) -> Settings:
-        """The stack's config as the program reads it (keys in camelCase, fields snake_case)."""
-        values: dict[str, Any] = {}
-        for full_key, value in self.config.items():
-            key = full_key.split(":", 1)[1]
-            name = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
-            values[name] = int(value) if key in INT_KEYS else value
-        return Settings(**values)
+        """The stack's config as the program reads it."""
+        return settings_from({key.split(":", 1)[1]: value for key, value in self.config.items()})
 
 
 def side_by_side_config(client: docker.DockerClient, base_images: dict[str, str]) -> dict[str, str]:
