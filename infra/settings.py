@@ -205,13 +205,13 @@ KEYS: Final[tuple[Key, ...]] = (
     integer("rateLimitPerSecond", 0, 0, 100000, "requests per second per client address; 0 = off"),
     text(
         "apiBaseImage",
-        "base image of the API image (unset: the Dockerfile's)",
+        "base image of the API image; empty for the Dockerfile's own",
         _IMAGE,
         _is_image_reference,
     ),
     text(
         "proxyBaseImage",
-        "base image of the proxy image (unset: the Dockerfile's)",
+        "base image of the proxy image; empty for the Dockerfile's own",
         _IMAGE,
         _is_image_reference,
     ),
@@ -296,13 +296,17 @@ def _unknown_keys(project: str) -> list[str]:
 def _warn_about_other_namespaces(project: str) -> None:
     """A setting's key under another project's name is read by nobody: most often a stack file
     copied by `pulumi new` from the template under a new project name."""
+    ignored: dict[str, list[str]] = {}
     for key in sorted(_configured_keys()):
         namespace, _, name = key.partition(":")
         if namespace != project and name in KEYS_BY_NAME:
-            pulumi.log.warn(
-                f"{key} is not read: this project is {project!r}, its key is {project}:{name}."
-                " Rename the key, or delete it from the stack's config."
-            )
+            ignored.setdefault(namespace, []).append(name)
+    for namespace, names in ignored.items():
+        pulumi.log.warn(
+            f"not read: {', '.join(f'{namespace}:{name}' for name in names)}. This project is"
+            f" {project!r}: its keys are {project}:<key>. Rename these, or delete them from the"
+            " stack's config."
+        )
 
 
 def load_settings(config: pulumi.Config | None = None) -> Settings:

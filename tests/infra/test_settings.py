@@ -166,5 +166,5 @@ def test_a_key_under_another_projects_name_is_ignored_with_a_warning(
     config = full_config({"proxyPort": "9000"}) | {"old-name:proxyPort": "8081"}
     exports = run_program(mocks, "unit", config)
     assert exports["url"] == "http://127.0.0.1:9000"
-    assert "old-name:proxyPort is not read" in caplog.text
-    assert f"its key is {PROJECT}:proxyPort" in caplog.text
+    assert "not read: old-name:proxyPort. " in caplog.text
+    assert f"This project is {PROJECT!r}: its keys are {PROJECT}:<key>." in caplog.text
