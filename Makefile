@@ -57,11 +57,12 @@ local-down: venv ## remove what local-up deployed for STACK
 test: venv base-images ## run every test (engine tests need Docker; CI=true makes them mandatory)
 	$(VENV)/bin/pytest
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy infra engine_harness scripts policy
 	$(VENV)/bin/mypy policy/__main__.py
+	$(VENV)/bin/actionlint
 
 format: venv ## format and fix what ruff can
 	$(VENV)/bin/ruff format .
