@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.commands import run
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -31,15 +32,7 @@ def actionlint() -> str:
 
 def lint(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     # From the repository's root: actionlint reads .github/actionlint.yaml there.
-    return subprocess.run(
-        [actionlint(), "-no-color", *args],
-        cwd=REPO_ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run([actionlint(), "-no-color", *args], REPO_ROOT, stdin=stdin)
 
 
 def test_actionlint_finds_nothing_wrong() -> None:

@@ -3,39 +3,26 @@ hardening setting dropped from the source, the no-CLI check (policy/mock_preview
 `make policy` runs without the pulumi CLI) fails and names the setting."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.commands import run
 from tests.conftest import REPO_ROOT
-from tests.template.pulumi_new import template_files
+from tests.template.pulumi_new import copy_files
 
 pytestmark = pytest.mark.unit
 
 
-def copy_project(dest: Path) -> None:
-    for name in template_files(REPO_ROOT):
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / name, dest / name)
-
-
 def make_policy(project: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "policy/mock_preview.py", "--stack", "dev"],
-        cwd=project,
-        env=os.environ | {"PYTHONPATH": str(project)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    command = [sys.executable, "policy/mock_preview.py", "--stack", "dev"]
+    return run(command, project, env=os.environ | {"PYTHONPATH": str(project)})
 
 
 def test_the_unedited_copy_passes(tmp_path: Path) -> None:
-    copy_project(tmp_path)
+    copy_files(REPO_ROOT, tmp_path)
     done = make_policy(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 violations" in done.stdout
@@ -69,7 +56,7 @@ def test_the_unedited_copy_passes(tmp_path: Path) -> None:
 def test_a_setting_dropped_from_the_source_fails_make_policy(
     tmp_path: Path, path: str, dropped: str, policy: str, says: str
 ) -> None:
-    copy_project(tmp_path)
+    copy_files(REPO_ROOT, tmp_path)
     source = (tmp_path / path).read_text()
     assert source.count(dropped) == 1, f"{path} no longer holds {dropped!r}"
     (tmp_path / path).write_text(source.replace(dropped, ""))

@@ -35,16 +35,21 @@ def template_files(root: Path) -> list[str]:
     return sorted(name for name in listed.split("\0") if name and (root / name).is_file())
 
 
-def render(
-    template: Path, dest: Path, *, name: str, description: str, stack: str, url: str
-) -> dict[str, Any]:
-    """Write the new project into `dest`; return its stack file's config."""
+def copy_files(template: Path, dest: Path) -> None:
+    """What `pulumi new` copies, as it is (no file holds a placeholder: tests/template)."""
     for relative in template_files(template):
         if Path(relative).name == ".pulumi.template.yaml":
             continue
         target = dest / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(template / relative, target)
+
+
+def render(
+    template: Path, dest: Path, *, name: str, description: str, stack: str, url: str
+) -> dict[str, Any]:
+    """Write the new project into `dest`; return its stack file's config."""
+    copy_files(template, dest)
 
     project_file = dest / "Pulumi.yaml"
     project = yaml.safe_load(project_file.read_text())

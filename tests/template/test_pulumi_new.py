@@ -3,7 +3,6 @@ it (tests/template/pulumi_new.py), then run under the mock runtime with the conf
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 import yaml
 
 import contract
+from tests.commands import run
 from tests.conftest import REPO_ROOT
 from tests.template.pulumi_new import PLACEHOLDERS, render, template_files
 
@@ -24,15 +24,7 @@ URL = "https://example.com/team/pulumi-flask-rebar"
 def run_rendered(project: Path, stack: str) -> tuple[dict[str, Any], str]:
     """What the rendered program declares and exports, and the warnings it printed."""
     environment = os.environ | {"PYTHONPATH": f"{project}{os.pathsep}{project / 'infra'}"}
-    done = subprocess.run(
-        [sys.executable, "tests/template/run_rendered.py", stack],
-        cwd=project,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run([sys.executable, "tests/template/run_rendered.py", stack], project, env=environment)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout), done.stderr
 
