@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
 from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
@@ -133,3 +134,14 @@ def test_the_stack_check_follows_each_container_to_its_image(
     diagnostics = stack({"tests": ["NONE"]})
     assert {d.policyName for d in diagnostics} == {"health-check"}
     assert len(diagnostics) == len([d for d in dev if d.typ == hardening.CONTAINER])
+
+
+def test_pulumi_runs_the_pack_in_the_project_s_virtualenv() -> None:
+    """Pulumi's Python host runs the pack with PulumiPolicy.yaml's virtualenv, relative to the
+    pack's directory: the project's, where requirements-dev.txt installs pulumi-policy."""
+    pack = yaml.safe_load((REPO_ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    assert pack["runtime"]["name"] == "python"
+    virtualenv = (REPO_ROOT / "policy" / pack["runtime"]["options"]["virtualenv"]).resolve()
+    assert virtualenv == REPO_ROOT / ".venv"
+    requirements = (REPO_ROOT / "requirements-dev.txt").read_text().splitlines()
+    assert "-r policy/requirements.txt" in requirements
