@@ -8,12 +8,13 @@ export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 # Local stacks' secrets are not secret: an empty passphrase unless you set one.
 export PULUMI_CONFIG_PASSPHRASE ?=
 
-.PHONY: help venv engine base-images up smoke destroy local-up local-down test lint format bench clean
+.PHONY: help venv engine base-images up policy smoke destroy local-up local-down test lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt service/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt service/requirements.txt \
+		policy/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
@@ -32,6 +33,15 @@ up: venv base-images ## pulumi up: build the images and deploy the stack (needs 
 	pulumi up --yes --stack $(STACK)
 	$(MAKE) --no-print-directory smoke
 
+policy: venv ## check every container's hardening (policy/) before anything is deployed
+	@if command -v pulumi >/dev/null; then \
+	  pulumi stack select --create $(STACK) && \
+	  pulumi preview --stack $(STACK) --policy-pack policy; \
+	else \
+	  echo "no pulumi CLI: the pack's policies over the program under the mock runtime"; \
+	  PYTHONPATH=. $(PY) policy/mock_preview.py --stack $(STACK); \
+	fi
+
 smoke: venv ## smoke-test the deployed stack (URL=... or pulumi's url output)
 	$(PY) scripts/smoke_test.py $(URL)
 
@@ -47,10 +57,12 @@ local-down: venv ## remove what local-up deployed for STACK
 test: venv base-images ## run every test (engine tests need Docker; CI=true makes them mandatory)
 	$(VENV)/bin/pytest
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy infra engine_harness scripts
+	$(VENV)/bin/mypy infra engine_harness scripts policy
+	$(VENV)/bin/mypy policy/__main__.py
+	$(VENV)/bin/actionlint
 
 format: venv ## format and fix what ruff can
 	$(VENV)/bin/ruff format .

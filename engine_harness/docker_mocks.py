@@ -82,12 +82,17 @@ class Record:
 
 @dataclass(frozen=True)
 class Options:
-    """The resource options of a registration that decide how it is replaced."""
+    """The resource options of a registration that decide how it is replaced, and where it
+    stands in the graph (what a policy pack is told of it)."""
 
     urn: str = ""
     delete_before_replace: bool | None = None
     replace_on_changes: tuple[str, ...] = ()
     ignore_changes: tuple[str, ...] = ()
+    parent: str = ""
+    dependencies: tuple[str, ...] = ()
+    # The URNs each input's value came from, by input name (e.g. a container's image).
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class OptionsMonitor(MockMonitor):
@@ -104,6 +109,11 @@ class OptionsMonitor(MockMonitor):
                 ),
                 replace_on_changes=tuple(request.replaceOnChanges),
                 ignore_changes=tuple(request.ignoreChanges),
+                parent=request.parent,
+                dependencies=tuple(request.dependencies),
+                property_dependencies={
+                    key: tuple(value.urns) for key, value in request.propertyDependencies.items()
+                },
             )
         return super().RegisterResource(request)
 

@@ -101,6 +101,16 @@ def proxy_url(bind_address: str, port: int, tls: Tls) -> str:
     return f"https://{host}:{port}"
 
 
+def published(settings: Settings, internal: int, external: int) -> docker.ContainerPortArgs:
+    """A proxy port published on the host, on the configured address only."""
+    return docker.ContainerPortArgs(
+        internal=internal,
+        external=external,
+        ip=settings.proxy_bind_address,
+        protocol="tcp",
+    )
+
+
 def proxy_tls(
     name: str, tls: Tls, parent: pulumi.Resource
 ) -> tuple[list[pulumi.Input[str]], pulumi.Output[str] | None]:
@@ -218,25 +228,10 @@ class RestApiStack(pulumi.ComponentResource):
 
         url = proxy_url(settings.proxy_bind_address, settings.proxy_port, settings.tls)
         tls_envs, self.ca_certificate = proxy_tls(name, settings.tls, self)
-        ports = [
-            docker.ContainerPortArgs(
-                internal=contract.PROXY_HTTPS_PORT
-                if settings.tls.enabled
-                else contract.PROXY_HTTP_PORT,
-                external=settings.proxy_port,
-                ip=settings.proxy_bind_address,
-                protocol="tcp",
-            )
-        ]
+        served = contract.PROXY_HTTPS_PORT if settings.tls.enabled else contract.PROXY_HTTP_PORT
+        ports = [published(settings, served, settings.proxy_port)]
         if settings.http_redirect_port:
-            ports.append(
-                docker.ContainerPortArgs(
-                    internal=contract.PROXY_HTTP_PORT,
-                    external=settings.http_redirect_port,
-                    ip=settings.proxy_bind_address,
-                    protocol="tcp",
-                )
-            )
+            ports.append(published(settings, contract.PROXY_HTTP_PORT, settings.http_redirect_port))
         proxy = self._container(
             f"{name}-proxy",
             args,

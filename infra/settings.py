@@ -1,61 +1,150 @@
-"""The stack's configuration, read once and validated before any resource is registered.
+"""The stack's configuration: one table of keys, read once and validated before any resource is
+registered.
 
-Every key is read with pulumi.Config's typed getters; every value is checked against the range
-users can rely on. All problems are reported together, each naming its key and what it
-accepts, so a bad `Pulumi.<stack>.yaml` fails `pulumi preview` before anything is created.
+`KEYS` is the one list of what a user can set: each key's meaning, what it accepts, its default
+and whether it is a secret. `Pulumi.yaml`'s template section, `Pulumi.dev.yaml` and the README's
+table are checked against it (tests/template). All problems are reported together, each naming
+its key and what it accepts, so a bad `Pulumi.<stack>.yaml` fails `pulumi preview` before
+anything is created.
 """
 
 import ipaddress
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import pulumi
 import pulumi.runtime.config
 
 import tls_certificates
 
-# Whole-number keys: (default, lowest accepted, highest accepted, what it means).
-INT_KEYS: Final[dict[str, tuple[int, int, int, str]]] = {
-    "proxyPort": (8080, 1, 65535, "host port the proxy publishes"),
-    "apiReplicas": (2, 1, 16, "number of API containers"),
-    "apiWorkers": (1, 1, 32, "gunicorn worker processes per API container"),
-    "apiThreads": (4, 1, 64, "gunicorn threads per worker"),
-    "apiMemoryMb": (256, 64, 65536, "memory limit of each API container, MiB"),
-    "proxyMemoryMb": (128, 32, 65536, "memory limit of the proxy container, MiB"),
-    "processLimit": (512, 32, 65536, "processes and threads per container user (nproc)"),
-    "rateLimitPerSecond": (0, 0, 100000, "requests per second per client address; 0 = off"),
-    "httpRedirectPort": (0, 0, 65535, "host port of a plain-HTTP redirect to HTTPS; 0 = none"),
-}
-STRING_KEYS: Final = (
-    "proxyBindAddress",
-    "networkSubnet",
-    "apiBaseImage",
-    "proxyBaseImage",
-    "imagePlatform",
-    "tlsMode",
-    "tlsHostNames",
-    "tlsCertificate",
-    "tlsPrivateKey",
-)
-# HTTPS at the proxy: a CA and certificate made per stack (the default), a certificate chain and
-# key given in config, or none (plain HTTP, for a TLS-terminating load balancer in front).
-TLS_MODES: Final = ("self-signed", "provided", "off")
-DEFAULT_TLS_MODE: Final = "self-signed"
-# On/off keys: (default, what it means).
-BOOL_KEYS: Final[dict[str, tuple[bool, str]]] = {
-    "apiAccessLog": (False, "gunicorn's own access log in each API container"),
-}
-DEFAULT_BIND_ADDRESS: Final = "127.0.0.1"
+# What a key's configured text turns into.
+Value = int | bool | str | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key. `parse` turns the configured text into the value the program uses, or
+    raises ValueError saying what was wrong and what is accepted."""
+
+    name: str
+    meaning: str
+    # What a value must be, as error messages say it.
+    accepted: str
+    parse: Callable[[str], Value]
+    # None: unset unless configured (the program then decides, e.g. the Dockerfile's base image).
+    default: Value | None = None
+    # Set with `pulumi config set --secret`: `pulumi new` asks for it hidden and encrypts it, and
+    # no message shows its value. Whoever uses it passes it on as pulumi.Output.secret.
+    secret: bool = False
+
+    @property
+    def field(self) -> str:
+        """The Settings field: proxyPort -> proxy_port."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.name).lower()
+
+    @property
+    def default_text(self) -> str | None:
+        """The default as a stack file or `pulumi new` writes it (the text `parse` reads)."""
+        if self.default is None:
+            return None
+        if isinstance(self.default, bool):
+            return str(self.default).lower()
+        if isinstance(self.default, tuple):
+            return json.dumps(list(self.default))
+        return str(self.default)
+
+
+def integer(name: str, default: int, low: int, high: int, meaning: str) -> Key:
+    accepted = f"a whole number from {low} to {high} ({meaning})"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)  # as pulumi.Config.get_int reads it
+        except ValueError:
+            raise ValueError(f"{text!r} is not {accepted}") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range; expected {accepted}")
+        return value
+
+    return Key(name, meaning, accepted, parse, default)
+
+
+def boolean(name: str, default: bool, meaning: str) -> Key:
+    accepted = f"true or false ({meaning})"
+    words = {"true": True, "True": True, "false": False, "False": False}  # as get_bool reads
+
+    def parse(text: str) -> bool:
+        if text not in words:
+            raise ValueError(f"{text!r} is not {accepted}")
+        return words[text]
+
+    return Key(name, meaning, accepted, parse, default)
+
+
+def text(
+    name: str,
+    meaning: str,
+    accepted: str,
+    valid: Callable[[str], bool],
+    *,
+    default: str | None = None,
+    secret: bool = False,
+    normal: Callable[[str], str] = str,
+) -> Key:
+    """A string key; `normal` writes an accepted value the one way the program uses it."""
+
+    def parse(value: str) -> str:
+        if not valid(value):
+            raise ValueError(f"{value!r} is not {accepted}")
+        return normal(value)
+
+    return Key(name, meaning, accepted, parse, default, secret)
+
+
+def one_of(name: str, meaning: str, choices: Sequence[str], default: str) -> Key:
+    accepted = "one of " + ", ".join(choices)
+    return text(name, meaning, accepted, lambda value: value in choices, default=default)
+
+
+def text_list(
+    name: str,
+    meaning: str,
+    item: str,
+    valid: Callable[[str], bool],
+    default: tuple[str, ...] | None = (),
+) -> Key:
+    """A list key: comma-separated (`pulumi config set key a,b`), or a list
+    (`pulumi config set --path 'key[0]' a`, which the program gets as JSON)."""
+    accepted = f"a comma-separated list of {item}"
+
+    def parse(value: str) -> tuple[str, ...]:
+        items: object = [entry.strip() for entry in value.split(",") if entry.strip()]
+        if value.lstrip().startswith("["):
+            try:
+                items = json.loads(value)
+            except json.JSONDecodeError:
+                items = None
+        if (
+            not isinstance(items, list)
+            or not items
+            or not all(isinstance(entry, str) and valid(entry) for entry in items)
+        ):
+            raise ValueError(f"{value!r} is not {accepted}")
+        return tuple(items)
+
+    return Key(name, meaning, accepted, parse, default)
+
+
 # The stack's private network: declared (not chosen by Docker), so that gunicorn can trust
 # X-Forwarded-* from this network alone, and two stacks never overlap by surprise.
 DEFAULT_SUBNET: Final = "172.28.10.0/24"
 # From a /16 down to a /26: room for a few dozen containers at least (replicas are replaced
 # side by side, so a deploy briefly needs twice as many addresses).
 SUBNET_PREFIXES: Final = (16, 26)
-DEFAULT_PLATFORM: Final = "linux/amd64"
 
 # Docker image references (distribution's grammar): [registry[:port]/]path[:tag][@digest].
 _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
@@ -66,85 +155,6 @@ IMAGE_REFERENCE: Final = re.compile(
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )
 PLATFORM: Final = re.compile(r"^linux/(amd64|arm64|arm/v7|arm/v6|386|ppc64le|s390x|riscv64)$")
-
-
-class ConfigError(pulumi.RunError):
-    """Invalid stack configuration; the message names every bad key."""
-
-
-@dataclass(frozen=True)
-class Tls:
-    """How the proxy serves HTTPS. `certificate` and `private_key` (PEM) in "provided" mode."""
-
-    mode: str = DEFAULT_TLS_MODE
-    # The names clients use; the certificate is valid for each.
-    host_names: tuple[str, ...] = ("localhost", DEFAULT_BIND_ADDRESS)
-    certificate: str | None = None
-    private_key: str | None = field(default=None, repr=False)
-
-    @property
-    def enabled(self) -> bool:
-        return self.mode != "off"
-
-
-@dataclass(frozen=True)
-class Settings:
-    proxy_port: int = INT_KEYS["proxyPort"][0]
-    proxy_bind_address: str = DEFAULT_BIND_ADDRESS
-    api_replicas: int = INT_KEYS["apiReplicas"][0]
-    api_workers: int = INT_KEYS["apiWorkers"][0]
-    api_threads: int = INT_KEYS["apiThreads"][0]
-    api_memory_mb: int = INT_KEYS["apiMemoryMb"][0]
-    proxy_memory_mb: int = INT_KEYS["proxyMemoryMb"][0]
-    process_limit: int = INT_KEYS["processLimit"][0]
-    rate_limit_per_second: int = INT_KEYS["rateLimitPerSecond"][0]
-    http_redirect_port: int = INT_KEYS["httpRedirectPort"][0]
-    tls: Tls = field(default_factory=Tls)
-    api_access_log: bool = BOOL_KEYS["apiAccessLog"][0]
-    network_subnet: str = DEFAULT_SUBNET
-    # None: the Dockerfile's own default base image.
-    api_base_image: str | None = None
-    proxy_base_image: str | None = None
-    image_platform: str = DEFAULT_PLATFORM
-
-
-def _check_int(config: pulumi.Config, key: str, problems: list[str]) -> int:
-    default, low, high, meaning = INT_KEYS[key]
-    accepted = f"a whole number from {low} to {high} ({meaning})"
-    try:
-        value = config.get_int(key)
-    except pulumi.ConfigTypeError:
-        problems.append(f"{key}: {config.get(key)!r} is not {accepted}")
-        return default
-    # `get_int(key) or default` would silently turn a configured 0 into the default.
-    if value is None:
-        return default
-    if not low <= value <= high:
-        problems.append(f"{key}: {value} is out of range; expected {accepted}")
-    return value
-
-
-def _check_bool(config: pulumi.Config, key: str, problems: list[str]) -> bool:
-    default, meaning = BOOL_KEYS[key]
-    try:
-        value = config.get_bool(key)
-    except pulumi.ConfigTypeError:
-        problems.append(f"{key}: {config.get(key)!r} is not true or false ({meaning})")
-        return default
-    return default if value is None else value
-
-
-def _check_string(
-    config: pulumi.Config,
-    key: str,
-    problems: list[str],
-    valid: Callable[[str], bool],
-    accepted: str,
-) -> str | None:
-    value = config.get(key)
-    if value is not None and not valid(value):
-        problems.append(f"{key}: {value!r} is not {accepted}")
-    return value
 
 
 def _is_bind_address(value: str) -> bool:
@@ -170,6 +180,144 @@ def _is_image_reference(value: str) -> bool:
     return len(value) <= 255 and IMAGE_REFERENCE.match(value) is not None
 
 
+_IMAGE = "an image reference such as python:3.14-slim-trixie or registry:5000/team/img:tag"
+# HTTPS at the proxy: a CA and certificate made per stack (the default), a certificate chain and
+# key given in config, or none (plain HTTP, for a TLS-terminating load balancer in front).
+TLS_MODES: Final = ("self-signed", "provided", "off")
+
+# Every key the program reads, in the order the docs list them.
+KEYS: Final[tuple[Key, ...]] = (
+    integer("proxyPort", 8080, 1, 65535, "host port the proxy publishes"),
+    text(
+        "proxyBindAddress",
+        "host address the proxy port is bound to",
+        "an IPv4 or IPv6 address, not IPv4-mapped and with no zone (e.g. 127.0.0.1 or ::1 for"
+        " this host only, 0.0.0.0 for all interfaces)",
+        _is_bind_address,
+        default="127.0.0.1",
+        # As Docker reports it (::1, not 0:0:0:0:0:0:0:1): read back the same on every up.
+        normal=lambda value: str(ipaddress.ip_address(value)),
+    ),
+    integer("apiReplicas", 2, 1, 16, "number of API containers"),
+    integer("apiWorkers", 1, 1, 32, "gunicorn worker processes per API container"),
+    integer("apiThreads", 4, 1, 64, "gunicorn threads per worker"),
+    boolean("apiAccessLog", False, "gunicorn's own access log in each API container"),
+    text(
+        "networkSubnet",
+        "the stack's private Docker network",
+        f"a private IPv4 network address with a prefix from /{SUBNET_PREFIXES[0]} to"
+        f" /{SUBNET_PREFIXES[1]} (e.g. {DEFAULT_SUBNET}), not used by another Docker network",
+        _is_private_subnet,
+        default=DEFAULT_SUBNET,
+    ),
+    integer("apiMemoryMb", 256, 64, 65536, "memory limit of each API container, MiB"),
+    integer("proxyMemoryMb", 128, 32, 65536, "memory limit of the proxy container, MiB"),
+    integer("processLimit", 512, 32, 65536, "processes and threads per container user (nproc)"),
+    integer("rateLimitPerSecond", 0, 0, 100000, "requests per second per client address; 0 = off"),
+    text(
+        "apiBaseImage",
+        "base image of the API image; empty for the Dockerfile's own",
+        _IMAGE,
+        _is_image_reference,
+    ),
+    text(
+        "proxyBaseImage",
+        "base image of the proxy image; empty for the Dockerfile's own",
+        _IMAGE,
+        _is_image_reference,
+    ),
+    text(
+        "imagePlatform",
+        "platform the images are built for",
+        "a Linux platform such as linux/amd64 or linux/arm64",
+        lambda value: PLATFORM.match(value) is not None,
+        default="linux/amd64",
+    ),
+    one_of(
+        "tlsMode",
+        "HTTPS at the proxy: the stack's own CA, your certificate, or none",
+        TLS_MODES,
+        "self-signed",
+    ),
+    text_list(
+        "tlsHostNames",
+        "names clients use, in the certificate; unset: localhost and the bind address",
+        "DNS names and IP addresses (e.g. api.example.com,localhost,127.0.0.1)",
+        tls_certificates.is_host_name,
+        default=None,
+    ),
+    text(
+        "tlsCertificate",
+        "with tlsMode provided: the PEM certificate chain, leaf first",
+        "a PEM certificate chain",
+        lambda value: "-----BEGIN" in value,
+        secret=True,
+    ),
+    text(
+        "tlsPrivateKey",
+        "with tlsMode provided: the certificate's PEM private key",
+        "a PEM private key",
+        lambda value: "-----BEGIN" in value,
+        secret=True,
+    ),
+    integer(
+        "httpRedirectPort", 0, 0, 65535, "host port of a plain-HTTP redirect to HTTPS; 0 = none"
+    ),
+)
+KEYS_BY_NAME: Final = {key.name: key for key in KEYS}
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration; the message names every bad key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration, one field per key of KEYS (proxyPort -> proxy_port)."""
+
+    proxy_port: int
+    proxy_bind_address: str
+    api_replicas: int
+    api_workers: int
+    api_threads: int
+    api_access_log: bool
+    network_subnet: str
+    api_memory_mb: int
+    proxy_memory_mb: int
+    process_limit: int
+    rate_limit_per_second: int
+    # None: the Dockerfile's own default base image.
+    api_base_image: str | None
+    proxy_base_image: str | None
+    image_platform: str
+    tls_mode: str
+    # None: localhost and the bind address.
+    tls_host_names: tuple[str, ...] | None
+    tls_certificate: str | None
+    tls_private_key: str | None = field(repr=False)
+    http_redirect_port: int
+
+    @property
+    def tls(self) -> "Tls":
+        names = self.tls_host_names or default_host_names(self.proxy_bind_address)
+        return Tls(self.tls_mode, names, self.tls_certificate, self.tls_private_key)
+
+
+@dataclass(frozen=True)
+class Tls:
+    """How the proxy serves HTTPS; `certificate` and `private_key` (PEM) with "provided"."""
+
+    mode: str
+    # The names clients use; the certificate is valid for each.
+    host_names: tuple[str, ...]
+    certificate: str | None = None
+    private_key: str | None = field(default=None, repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
 def default_host_names(bind_address: str) -> tuple[str, ...]:
     """localhost and the bind address; an all-interfaces bind by its loopback address (the
     host's own names are unknown here: set tlsHostNames)."""
@@ -179,136 +327,124 @@ def default_host_names(bind_address: str) -> tuple[str, ...]:
     return ("localhost", str(address))
 
 
-def _check_tls(
-    config: pulumi.Config, problems: list[str], bind_address: str, ints: dict[str, int]
-) -> Tls:
-    """The TLS keys, and in "provided" mode the certificate and key themselves."""
-    mode = config.get("tlsMode") or DEFAULT_TLS_MODE
-    if mode not in TLS_MODES:
-        problems.append(f"tlsMode: {mode!r} is not one of {', '.join(TLS_MODES)}")
-    names_value = config.get("tlsHostNames")
-    if names_value is None:
-        names = default_host_names(bind_address)
-    else:
-        names = tuple(name.strip() for name in names_value.split(",") if name.strip())
-        bad = [name for name in names if not tls_certificates.is_host_name(name)]
-        if bad or not names:
-            problems.append(
-                f"tlsHostNames: {names_value!r} is not a comma-separated list of DNS names and IP"
-                " addresses (e.g. api.example.com,localhost,127.0.0.1)"
-            )
-    redirect = ints["httpRedirectPort"]
+def _tls_problems(values: dict[str, Any], project: str) -> list[str]:
+    """What the TLS keys get wrong together, and in "provided" mode the certificate and key
+    themselves (parsed, matching, in their validity period, valid for the host names)."""
+    mode, redirect = values["tls_mode"], values["http_redirect_port"]
+    certificate, key = values["tls_certificate"], values["tls_private_key"]
+    problems = []
     if redirect and mode == "off":
         problems.append("httpRedirectPort: a redirect to HTTPS needs tlsMode other than off")
-    if redirect and redirect == ints["proxyPort"]:
+    if redirect and redirect == values["proxy_port"]:
         problems.append(f"httpRedirectPort: {redirect} is proxyPort too; give it a port of its own")
-    certificate, private_key = config.get("tlsCertificate"), config.get("tlsPrivateKey")
     if mode != "provided":
-        extra = [
-            k for k, v in (("tlsCertificate", certificate), ("tlsPrivateKey", private_key)) if v
+        given = [
+            name
+            for name, value in (("tlsCertificate", certificate), ("tlsPrivateKey", key))
+            if value
         ]
-        problems.extend(f"{key}: set, but tlsMode is {mode!r} (use provided)" for key in extra)
-        return Tls(mode, names)
-    for key, value in (("tlsCertificate", certificate), ("tlsPrivateKey", private_key)):
+        return problems + [f"{name}: set, but tlsMode is {mode!r} (use provided)" for name in given]
+    for name, value, flag in (
+        ("tlsCertificate", certificate, ""),
+        ("tlsPrivateKey", key, "--secret "),
+    ):
         if not value:
             problems.append(
-                f"{key}: missing; tlsMode provided takes a PEM certificate chain and its private"
-                f" key (`pulumi config set --secret {key} < file.pem`)"
+                f"{name}: missing; tlsMode provided takes a PEM certificate chain and its private"
+                f" key (`pulumi config set {flag}{name} < file.pem`)"
             )
-    if private_key and not pulumi.runtime.config.is_config_secret(f"{config.name}:tlsPrivateKey"):
+    if key and not pulumi.runtime.config.is_config_secret(f"{project}:tlsPrivateKey"):
         problems.append(
             "tlsPrivateKey: not a secret; set it with `pulumi config set --secret tlsPrivateKey"
             " < key.pem` so that it is encrypted in the stack's config and state"
         )
-    if certificate and private_key:
-        problems.extend(
-            tls_certificates.problems(
-                certificate,
-                private_key,
-                names,
-                datetime.now(UTC),
-                chain_key="tlsCertificate",
-                key_key="tlsPrivateKey",
-                hosts_key="tlsHostNames",
-            )
+    if certificate and key:
+        names = values["tls_host_names"] or default_host_names(values["proxy_bind_address"])
+        problems += tls_certificates.problems(
+            certificate,
+            key,
+            names,
+            datetime.now(UTC),
+            chain_key="tlsCertificate",
+            key_key="tlsPrivateKey",
+            hosts_key="tlsHostNames",
         )
-    return Tls(mode, names, certificate, private_key)
+    return problems
+
+
+def read(
+    configured: Callable[[str], str | None], keys: Sequence[Key]
+) -> tuple[dict[str, Any], list[str]]:
+    """Each key's value by Settings field (its default when unset), and every problem found."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key in keys:
+        raw = configured(key.name)
+        values[key.field] = key.default
+        if raw is None:
+            continue
+        try:
+            values[key.field] = key.parse(raw)
+        except ValueError as error:
+            reason = f"its value (a secret) is not {key.accepted}" if key.secret else error
+            problems.append(f"{key.name}: {reason}")
+    return values, problems
+
+
+def settings_from(values: dict[str, str]) -> Settings:
+    """Settings from config texts by key name ("proxyPort": "8080"), unset keys at default."""
+    fields, problems = read(values.get, KEYS)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return Settings(**fields)
+
+
+def _configured_keys() -> set[str]:
+    """Every full key ("<namespace>:<name>") the stack configures."""
+    return set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.config.get_config_env())
 
 
 def _unknown_keys(project: str) -> list[str]:
     """Keys set under this project's namespace that no setting reads (most often a typo)."""
-    known = set(INT_KEYS) | set(STRING_KEYS) | set(BOOL_KEYS)
-    configured = set(pulumi.runtime.config.CONFIG.get()) | set(
-        pulumi.runtime.config.get_config_env()
-    )
     prefix = f"{project}:"
     return sorted(
         key[len(prefix) :]
-        for key in configured
-        if key.startswith(prefix) and key[len(prefix) :] not in known
+        for key in _configured_keys()
+        if key.startswith(prefix) and key[len(prefix) :] not in KEYS_BY_NAME
     )
+
+
+def _warn_about_other_namespaces(project: str) -> None:
+    """A setting's key under another project's name is read by nobody: most often a stack file
+    copied by `pulumi new` from the template under a new project name."""
+    ignored: dict[str, list[str]] = {}
+    for key in sorted(_configured_keys()):
+        namespace, _, name = key.partition(":")
+        if namespace != project and name in KEYS_BY_NAME:
+            ignored.setdefault(namespace, []).append(name)
+    for namespace, names in ignored.items():
+        pulumi.log.warn(
+            f"not read: {', '.join(f'{namespace}:{name}' for name in names)}. This project is"
+            f" {project!r}: its keys are {project}:<key>. Rename these, or delete them from the"
+            " stack's config."
+        )
 
 
 def load_settings(config: pulumi.Config | None = None) -> Settings:
     """Read and validate the stack configuration; raise ConfigError naming every bad key."""
     config = config or pulumi.Config()
-    known = ", ".join(sorted([*INT_KEYS, *STRING_KEYS, *BOOL_KEYS]))
+    known = ", ".join(sorted(KEYS_BY_NAME))
     problems = [f"{key}: unknown key (known keys: {known})" for key in _unknown_keys(config.name)]
-    ints = {key: _check_int(config, key, problems) for key in INT_KEYS}
-    bools = {key: _check_bool(config, key, problems) for key in BOOL_KEYS}
-    bind = _check_string(
-        config,
-        "proxyBindAddress",
-        problems,
-        _is_bind_address,
-        "an IPv4 or IPv6 address, not IPv4-mapped and with no zone (e.g. 127.0.0.1 or ::1 for"
-        " this host only, 0.0.0.0 for all interfaces)",
-    )
-    low, high = SUBNET_PREFIXES
-    subnet = _check_string(
-        config,
-        "networkSubnet",
-        problems,
-        _is_private_subnet,
-        f"a private IPv4 network address with a prefix from /{low} to /{high}"
-        f" (e.g. {DEFAULT_SUBNET}), not used by another Docker network",
-    )
-    image = "an image reference such as python:3.14-slim-trixie or registry:5000/team/img:tag"
-    api_base = _check_string(config, "apiBaseImage", problems, _is_image_reference, image)
-    proxy_base = _check_string(config, "proxyBaseImage", problems, _is_image_reference, image)
-    platform = _check_string(
-        config,
-        "imagePlatform",
-        problems,
-        lambda value: PLATFORM.match(value) is not None,
-        "a Linux platform such as linux/amd64 or linux/arm64",
-    )
-    tls = (
-        _check_tls(config, problems, bind or DEFAULT_BIND_ADDRESS, ints)
-        if not bind or _is_bind_address(bind)
-        else Tls()
-    )
+    values, invalid = read(config.get, KEYS)
+    problems += invalid
+    # Checked together once each of them reads well on its own.
+    together = ("tls", "httpRedirectPort", "proxyPort", "proxyBindAddress")
+    if not any(problem.startswith(together) for problem in invalid):
+        problems += _tls_problems(values, config.name)
     if problems:
         raise ConfigError(
             f"invalid configuration of stack {pulumi.get_stack()!r} (nothing was created):\n  "
             + "\n  ".join(problems)
         )
-    return Settings(
-        proxy_port=ints["proxyPort"],
-        # As Docker reports it (::1, not 0:0:0:0:0:0:0:1): read back the same on every up.
-        proxy_bind_address=str(ipaddress.ip_address(bind or DEFAULT_BIND_ADDRESS)),
-        api_replicas=ints["apiReplicas"],
-        api_workers=ints["apiWorkers"],
-        api_threads=ints["apiThreads"],
-        api_memory_mb=ints["apiMemoryMb"],
-        proxy_memory_mb=ints["proxyMemoryMb"],
-        process_limit=ints["processLimit"],
-        rate_limit_per_second=ints["rateLimitPerSecond"],
-        http_redirect_port=ints["httpRedirectPort"],
-        tls=tls,
-        api_access_log=bools["apiAccessLog"],
-        network_subnet=subnet or DEFAULT_SUBNET,
-        api_base_image=api_base,
-        proxy_base_image=proxy_base,
-        image_platform=platform or DEFAULT_PLATFORM,
-    )
+    _warn_about_other_namespaces(config.name)
+    return Settings(**values)

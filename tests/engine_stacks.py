@@ -18,15 +18,13 @@ from typing import Any
 
 import docker
 import docker.errors
-import pulumi
-import pulumi.runtime
 
 import contract
 from engine_harness.__main__ import remove_labelled
 from engine_harness.docker_mocks import EngineMocks, Summary, destroy
 from engine_harness.free_resources import free_port, free_subnet
 from engine_harness.program import REPO_ROOT, project_name, run_program, stack_config
-from settings import Settings, load_settings
+from settings import Settings, settings_from
 
 PROJECT = project_name()
 # What the dev config deploys: a network, 2 images, 3 containers and a health wait for each,
@@ -73,8 +71,7 @@ class EngineStack:
     @property
     def settings(self) -> Settings:
         """The stack's config as the program reads it."""
-        pulumi.runtime.set_all_config(self.config)
-        return load_settings(pulumi.Config(PROJECT))
+        return settings_from({key.split(":", 1)[1]: value for key, value in self.config.items()})
 
 
 def side_by_side_config(client: docker.DockerClient, base_images: dict[str, str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ import yaml
 
 import contract
 from rest_api_stack import HEALTHY_WITHIN_SECONDS, dockerfile_base_image
-from settings import INT_KEYS
+from settings import KEYS_BY_NAME
 from tests.conftest import REPO_ROOT
 from tests.infra.conftest import PROJECT, Deploy, Deployment, base_image_id, labels_of
 
@@ -243,7 +243,8 @@ def test_every_container_is_hardened(default: Deployment, role: str) -> None:
         assert inputs["capabilities"] == {"drops": ["ALL"]}, container.name
         assert "no-new-privileges=true" in inputs["securityOpts"], container.name
         assert inputs["memory"] > 0, container.name
-        assert f"PROCESS_LIMIT={INT_KEYS['processLimit'][0]}" in inputs["envs"], container.name
+        limit = KEYS_BY_NAME["processLimit"].default
+        assert f"PROCESS_LIMIT={limit}" in inputs["envs"], container.name
         assert inputs["logDriver"] == "local" and "logOpts" not in inputs, container.name
         assert inputs["restart"] == "unless-stopped", container.name
 

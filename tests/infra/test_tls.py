@@ -124,7 +124,11 @@ LONG_AGO = datetime.now(UTC) - timedelta(days=30)
             "tlsPrivateKey: missing",
         ),
         (provided(GOOD_CHAIN, GOOD_KEY), frozenset(), "tlsPrivateKey: not a secret"),
-        (provided("not a pem", GOOD_KEY), SECRET_KEY, "tlsCertificate: not a PEM certificate"),
+        (
+            provided("not a pem", GOOD_KEY),
+            SECRET_KEY,
+            "tlsCertificate: its value (a secret) is not a PEM certificate chain",
+        ),
         (
             provided(GOOD_CHAIN, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
             SECRET_KEY,
