@@ -50,7 +50,7 @@ test: venv base-images ## run every test (engine tests need Docker; CI=true make
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy infra engine_harness scripts
+	$(VENV)/bin/mypy infra engine_harness scripts bench
 
 format: venv ## format and fix what ruff can
 	$(VENV)/bin/ruff format .

@@ -1,5 +1,5 @@
-"""Docker objects of a run: created labelled, started with files put in, waited on until
-ready, and removed by label (this run's, or a dead run's left behind)."""
+"""Docker objects of a run: created labelled, started with a file put in, probed until ready,
+and removed by label (this run's, or what a dead run left behind)."""
 
 import contextlib
 import io
@@ -15,20 +15,16 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from bench.config import BENCH_LABEL, STACK_PREFIX, Run
-from bench.wrk import BenchError
+import contract
+from bench.config import BENCH_LABEL, STACK_PREFIX, BenchError, Run
 
-PROJECT_LABEL: Final = "pulumi.project"
-STACK_LABEL: Final = "pulumi.stack"
 PROJECT: Final = "pulumi-flask-rebar"
 BENCH_STACK: Final = re.compile(rf"^{STACK_PREFIX}(\d+)x[0-9a-f]+$")
-HEALTH_TIMEOUT: Final = 90.0
 # The bench's own containers run no periodic health check: each check is a process that the
 # engine starts in the container, and two dozen containers checked twice a second cost the
 # engine more CPU than the load being measured. The bench runs the check itself until it
 # passes (wait_ready), from this label.
 PROBE_LABEL: Final = "pulumi-flask-rebar.bench.probe"
-NO_HEALTHCHECK: Final = {"test": ["NONE"]}
 
 
 def connect() -> docker.DockerClient:
@@ -40,49 +36,43 @@ def connect() -> docker.DockerClient:
     return client
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _dead(pid: str) -> bool:
+    """Whether `pid` (digits; anything else is no pid) names a process that is gone."""
+    if not pid.isdigit():
         return False
-    except PermissionError:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
         return True
-    return True
+    except PermissionError:
+        return False
+    return False
 
 
-def _dead_run(run_id: str) -> bool:
-    pid = run_id.partition("-")[0]
-    return pid.isdigit() and not _alive(int(pid))
-
-
-def _dead_stack(stack: str) -> bool:
+def _stack_pid(stack: str) -> str:
     match = BENCH_STACK.match(stack)
-    return match is not None and not _alive(int(match.group(1)))
+    return match.group(1) if match else ""
 
 
 def bench_image_tags(client: docker.DockerClient, stack: str | None = None) -> list[str]:
     """Tags of the images the engine harness built for bench stacks (this one, or any)."""
     pattern = f"{PROJECT}-{stack or STACK_PREFIX + '*'}-*"
-    return [
-        tag
-        for image in client.images.list(filters={"reference": pattern})
-        for tag in image.tags
-        if tag.startswith(f"{PROJECT}-{STACK_PREFIX}")
-    ]
+    images = client.images.list(filters={"reference": pattern})
+    return [t for i in images for t in i.tags if t.startswith(f"{PROJECT}-{STACK_PREFIX}")]
 
 
 def remove_objects(client: docker.DockerClient, run_id: str | None = None) -> list[str]:
-    """Remove the bench's containers, networks and images: this run's (run_id), or those
-    of runs whose process is gone (None). Stacks of dead runs go too. Returns their names."""
-    removed: list[str] = []
+    """Remove the bench's containers, networks and images: this run's (run_id), or those of
+    runs whose process is gone (None), their stacks included. Returns their names."""
 
     def wanted(labels: dict[str, str]) -> bool:
         if BENCH_LABEL in labels:
             value = labels[BENCH_LABEL]
-            return value == run_id if run_id else _dead_run(value)
-        stack = labels.get(STACK_LABEL, "")
-        return run_id is None and labels.get(PROJECT_LABEL) == PROJECT and _dead_stack(stack)
+            return value == run_id if run_id else _dead(value.partition("-")[0])
+        stack = _stack_pid(labels.get(contract.LABEL_STACK, ""))
+        return not run_id and labels.get(contract.LABEL_PROJECT) == PROJECT and _dead(stack)
 
+    removed: list[str] = []
     for container in client.containers.list(all=True):
         if wanted(container.labels):
             container.remove(force=True)
@@ -95,11 +85,10 @@ def remove_objects(client: docker.DockerClient, run_id: str | None = None) -> li
         if wanted(image.labels):
             remove_image(client, image.id, prune=True)
             removed.append(image.short_id)
-    if run_id is None:
-        for tag in bench_image_tags(client):
-            if _dead_stack(tag.split(":")[-1]):
-                remove_image(client, tag, prune=False)
-                removed.append(tag)
+    for tag in bench_image_tags(client) if run_id is None else []:
+        if _dead(_stack_pid(tag.split(":")[-1])):
+            remove_image(client, tag, prune=False)
+            removed.append(tag)
     return removed
 
 
@@ -107,25 +96,6 @@ def remove_image(client: docker.DockerClient, reference: str, *, prune: bool) ->
     """Remove an image or tag; prune=False keeps the untagged layers below (build cache)."""
     with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.APIError):
         client.images.remove(reference, force=True, noprune=not prune)
-
-
-def create_network(client: docker.DockerClient, run: Run, what: str) -> Any:
-    return client.networks.create(run.name(what), driver="bridge", labels=run.labels)
-
-
-def _archive(files: dict[str, str]) -> tuple[str, bytes]:
-    """One directory's files as a tar archive for put_archive: (directory, archive)."""
-    directories = {str(PurePosixPath(path).parent) for path in files}
-    if len(directories) != 1:
-        raise ValueError(f"files must share one directory: {sorted(files)}")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for path, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(PurePosixPath(path).name)
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-            archive.addfile(info, io.BytesIO(data))
-    return directories.pop(), buffer.getvalue()
 
 
 def start(
@@ -137,11 +107,11 @@ def start(
     network: str,
     probe: list[str],
     aliases: list[str] | None = None,
-    files: dict[str, str] | None = None,
+    file: tuple[str, str] | None = None,
     **kwargs: Any,
 ) -> Container:
-    """Create (never pull), put files in, start; labelled with the run and with `probe`, the
-    command that succeeds once the container serves. Not yet ready."""
+    """Create (never pull), put `file` (path, text) in, start; labelled with the run and with
+    `probe`, the command that succeeds once the container serves. Not yet ready."""
     container = client.containers.create(
         image,
         name=run.name(what),
@@ -149,20 +119,24 @@ def start(
         detach=True,
         network=network,
         networking_config={network: client.api.create_endpoint_config(aliases=aliases)},
-        healthcheck=NO_HEALTHCHECK,
+        healthcheck={"test": ["NONE"]},
         **kwargs,
     )
-    if files:
-        directory, archive = _archive(files)
-        container.put_archive(directory, archive)
+    if file:
+        path, data = PurePosixPath(file[0]), file[1].encode()
+        info = tarfile.TarInfo(path.name)
+        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.addfile(info, io.BytesIO(data))
+        container.put_archive(str(path.parent), archive.getvalue())
     container.start()
     return container
 
 
 def image_probe(client: docker.DockerClient, image: str) -> list[str]:
     """The image's own HEALTHCHECK test, as a command to run in the container."""
-    test = client.images.get(image).attrs["Config"]["Healthcheck"]["Test"]
-    kind, *command = test
+    kind, *command = client.images.get(image).attrs["Config"]["Healthcheck"]["Test"]
     return ["/bin/sh", "-c", command[0]] if kind == "CMD-SHELL" else command
 
 
@@ -175,7 +149,7 @@ def http_probe(port: int) -> list[str]:
     return ["bash", "-c", probe]
 
 
-def wait_ready(*containers: Container, timeout: float = HEALTH_TIMEOUT) -> None:
+def wait_ready(*containers: Container, timeout: float = 90.0) -> None:
     """Run each container's probe until it succeeds."""
     deadline = time.monotonic() + timeout
     for container in containers:

@@ -1,56 +1,45 @@
-"""What is measured: the scenarios of the load matrix, the setups compared through the proxy
-and the sustained load, each set up and then measured by bench.load."""
+"""The rows of scenarios.toml that load servers (the load matrix's scenarios, the settings
+compared through the proxy), the servers they need beside the stack, and the sustained load.
+Every figure goes through bench.load."""
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import docker
+import docker.types
 from docker.models.containers import Container
 
 import contract
-from bench import engine, load, nginx_configs, servers, wrk
-from bench.config import PATH, Run, Timing
+from bench import engine, load
+from bench.config import PATH, REPO_ROOT, TABLES, Run
 
-# Setups measured through the proxy at the highest concurrency: the stack as deployed, then one
-# change each. API changes run new API containers (as many as the stack's) behind a new proxy.
-LOG_LINE = "access_log /dev/stdout json_timed buffer=32k flush=1s;"
-SETUPS: Final = (
-    servers.Setup("deployed", "as deployed: 2 API containers x 1 worker x 4 threads"),
-    servers.Setup("api-2x4", "API: 2 workers x 4 threads each", {"WEB_CONCURRENCY": "2"}),
-    servers.Setup("api-1x8", "API: 1 worker x 8 threads each", {"GUNICORN_THREADS": "8"}),
-    servers.Setup("api-1x1", "API: 1 worker x 1 thread each (gthread)", {"GUNICORN_THREADS": "1"}),
-    servers.Setup(
-        "api-sync",
-        "API: 1 sync worker each (no keep-alive: a connection per request)",
-        {"GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"},
+NGINX_DIR: Final = Path(__file__).resolve().parent / "nginx"
+BASELINE_CONF, CEILING_CONF = NGINX_DIR / "baseline.conf", NGINX_DIR / "ceiling.conf"
+# gunicorn as the original post ran it: its own defaults (one sync worker, no access log),
+# not the project's gunicorn.conf.py.
+BASELINE_COMMAND: Final = ["gunicorn", "-c", "/dev/null", "--bind", "0.0.0.0:8000", "wsgi:app"]
+TMPFS: Final = {"/tmp": "rw,noexec,nosuid,nodev,size=16m"}  # noqa: S108 (in the container)
+# As the stack runs its containers (infra/rest_api_stack.py): a figure of a container the
+# bench starts is one of the stack's but for the settings changed.
+HARDENING: Final = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges=true"]}
+API_OPTIONS: Final[dict[str, Any]] = {
+    **HARDENING,
+    "user": contract.API_USER,
+    "read_only": True,
+    "tmpfs": TMPFS,
+    "mem_limit": "256m",
+    "ulimits": [docker.types.Ulimit(name="nproc", soft=512, hard=512)],
+    "log_config": docker.types.LogConfig(
+        type="json-file", config={"max-size": "10m", "max-file": "3"}
     ),
-    servers.Setup("api-access-log", "API: gunicorn access log on", {"GUNICORN_ACCESS_LOG": "on"}),
-    servers.Setup(
-        "proxy-no-keepalive",
-        "proxy: no upstream keep-alive (`Connection: close`, a connection per request)",
-        replacements={
-            "keepalive 64;": "# no keep-alive pool",
-            'proxy_set_header Connection "";': 'proxy_set_header Connection "close";',
-        },
-    ),
-    servers.Setup(
-        "proxy-no-buffering",
-        "proxy: responses not buffered (`proxy_buffering off`)",
-        replacements={"proxy_buffering on;": "proxy_buffering off;"},
-    ),
-    servers.Setup(
-        "proxy-log-unbuffered",
-        "proxy: access log written line by line (no buffer)",
-        replacements={LOG_LINE: "access_log /dev/stdout json_timed;"},
-    ),
-    servers.Setup(
-        "proxy-log-off", "proxy: no access log", replacements={LOG_LINE: "access_log off;"}
-    ),
-    servers.Setup(
-        "proxy-bare",
-        "proxy: bare nginx (the upstream pool and proxy_pass only: no log, headers or checks)",
-        conf=nginx_configs.BARE_PROXY,
-    ),
-)
+}
+PROXY_OPTIONS: Final = {
+    **HARDENING,
+    "user": contract.PROXY_USER,
+    "tmpfs": TMPFS,
+    "mem_limit": "128m",
+}
 # Source ports nginx can use towards one upstream address (net.ipv4.ip_local_port_range,
 # 32768-60999), each held for 60 s in TIME_WAIT after nginx closes a connection.
 SOURCE_PORTS: Final = 60999 - 32768 + 1
@@ -58,195 +47,218 @@ TW_REUSE: Final = "net.ipv4.tcp_tw_reuse"
 KERNEL_TW_REUSE: Final = "2"
 
 
-def _netns_target(container: Container, port: int, containers: dict[str, Any]) -> wrk.Target:
-    return wrk.Target(f"http://127.0.0.1:{port}{PATH}", engine.netns_pid(container), containers)
+@dataclass(frozen=True)
+class Scenario:
+    """A row of the load matrix (scenarios.toml says what each field does)."""
+
+    key: str
+    title: str
+    how: str
+    system: str
+    enter: str | None = None
+    port: int = 0
+    alone: bool = False
+    scheme: str = "http"
+    headers: tuple[str, ...] = ()
+    concurrencies: tuple[int, ...] = ()
 
 
-def stack_containers(
-    client: docker.DockerClient, exports: dict[str, Any]
-) -> tuple[Container, list[Container]]:
-    """The stack's proxy and API containers."""
-    proxy = client.containers.get(exports[contract.EXPORT_PROXY_CONTAINER])
-    apis = [client.containers.get(name) for name in exports[contract.EXPORT_API_CONTAINERS]]
-    return proxy, apis
+@dataclass(frozen=True)
+class Setup:
+    """A row of the settings compared through the proxy (see scenarios.toml)."""
+
+    key: str
+    title: str
+    api_environment: dict[str, str] = field(default_factory=dict)
+    replacements: dict[str, str] = field(default_factory=dict)
+    conf: str | None = None
 
 
-def _by_role(proxy: Container, apis: list[Container]) -> dict[str, Container]:
-    return {"proxy": proxy, **{f"api-{i}": api for i, api in enumerate(apis, 1)}}
+SCENARIOS: Final = tuple(Scenario(**row) for row in TABLES["scenario"])
+SETUPS: Final = tuple(Setup(**row) for row in TABLES["setup"])
+# The settings compared and the sustained load: wrk in the proxy's namespace, all accounted.
+THROUGH_PROXY: Final = Scenario("", "", "", "", "proxy", contract.PROXY_CONTAINER_PORT)
 
 
-def start_api_at_capacity(
-    client: docker.DockerClient, run: Run, apis: list[Container]
+def nginx_conf(setup: Setup) -> str:
+    """proxy/nginx.conf with each `old` line replaced by `new`, or a file of bench/nginx/."""
+    if setup.conf:
+        return (NGINX_DIR / setup.conf).read_text()
+    text = (REPO_ROOT / "proxy" / "nginx.conf").read_text()
+    for old, new in setup.replacements.items():
+        if text.count(old) != 1:
+            raise ValueError(f"proxy/nginx.conf has {text.count(old)} copies of {old!r}, not 1")
+        text = text.replace(old, new)
+    return text
+
+
+def target(scenario: Scenario, group: dict[str, Container], url: str = "") -> load.Target:
+    """Where `scenario` sends its load, `group` being its system's containers by role."""
+    options = (tuple(scenario.headers), tuple(scenario.concurrencies))
+    if scenario.enter is None:  # the stack's published URL, from the host
+        return load.Target(url + PATH, None, group, *options)
+    entered = group[scenario.enter]
+    accounted = {scenario.enter: entered} if scenario.alone else group
+    url = f"{scenario.scheme}://127.0.0.1:{scenario.port}{PATH}"
+    return load.Target(url, engine.netns_pid(entered), accounted, *options)
+
+
+def _environment(container: Container) -> dict[str, str]:
+    container.reload()
+    return dict(entry.split("=", 1) for entry in container.attrs["Config"]["Env"])
+
+
+def _network(container: Container) -> str:
+    (network,) = container.attrs["NetworkSettings"]["Networks"]
+    return str(network)
+
+
+def _nginx(
+    client: docker.DockerClient, run: Run, what: str, image: str, conf: str, **kw: Any
 ) -> Container:
-    """One API container with all the gunicorn workers of the stack's API containers (same
-    threads each): the API capacity the proxy fronts, without the proxy."""
-    workers = int(servers.container_environment(apis[0]).get("WEB_CONCURRENCY", "1"))
-    total = str(workers * len(apis))
-    return servers.start_api(client, run, "api-capacity", apis[0], {"WEB_CONCURRENCY": total})
+    """nginx with `conf` as its nginx.conf, serving on 8080 (kw: the container's options)."""
+    file = ("/etc/nginx/nginx.conf", conf)
+    return engine.start(client, run, what, image, probe=engine.http_probe(8080), file=file, **kw)
 
 
-def stack_scenarios(
-    client: docker.DockerClient,
-    exports: dict[str, Any],
-    capacity: Container,
-    baseline: dict[str, Container],
-    ceiling: Container,
-) -> list[load.Scenario]:
-    proxy, apis = stack_containers(client, exports)
-    stack = _by_role(proxy, apis)
-    workers = servers.container_environment(capacity)["WEB_CONCURRENCY"]
-    return [
-        load.Scenario(
-            "proxied",
-            "ours, through the proxy",
-            "the stack as deployed (dev config, 2 API containers): wrk in the proxy"
-            " container's network namespace, 127.0.0.1:8080",
-            _netns_target(proxy, contract.PROXY_CONTAINER_PORT, stack),
-        ),
-        load.Scenario(
-            "published",
-            "ours, published port",
-            "the same stack from the host through its published port (docker-proxy included)",
-            wrk.Target(exports[contract.EXPORT_URL] + PATH, None, stack),
-        ),
-        load.Scenario(
-            "direct",
-            "ours, API direct at the stack's capacity",
-            f"one API container with all {workers} gunicorn workers of the stack's"
-            f" {len(apis)} API containers (the image and settings of theirs), no proxy: wrk in"
-            " its network namespace, 127.0.0.1:8000 (HTTP keep-alive). The proxy's overhead is"
-            " measured against this: the same API capacity without the proxy",
-            _netns_target(capacity, contract.API_PORT, {"api": capacity}),
-        ),
-        load.Scenario(
-            "direct_one",
-            "ours, one API container direct",
-            f"one of the stack's API containers as deployed ({len(apis)} share the load behind"
-            " the proxy), no proxy: wrk in its network namespace, 127.0.0.1:8000",
-            _netns_target(apis[0], contract.API_PORT, {"api-1": apis[0]}),
-        ),
-        load.Scenario(
-            "baseline",
-            "original post (baseline)",
-            "the same API image run with gunicorn's defaults (gunicorn -c /dev/null: one sync"
-            " worker) behind nginx with a default proxy_pass and no tuning",
-            _netns_target(baseline["nginx"], servers.NGINX_PORT, baseline),
-        ),
-        load.Scenario(
-            "baseline_api",
-            "original post's gunicorn alone",
-            "the original post's gunicorn as above (one sync worker, which closes each"
-            " connection), loaded directly with no nginx in front: an upper bound for the"
-            " original post's setup, whose nginx only adds work on the same cores",
-            _netns_target(baseline["api"], contract.API_PORT, {"api": baseline["api"]}),
-        ),
-        load.Scenario(
-            "ceiling",
-            "ceiling: nginx fixed response",
-            "nginx answering the same JSON body itself (return 200), no upstream, no log",
-            _netns_target(ceiling, servers.NGINX_PORT, {"nginx": ceiling}),
-        ),
-    ]
+class Servers:
+    """Containers run beside the stack, as the stack's are but for what is changed."""
+
+    def __init__(self, client: docker.DockerClient, run: Run, exports: dict[str, Any]) -> None:
+        self.client, self.run = client, run
+        self.proxy = client.containers.get(exports[contract.EXPORT_PROXY_CONTAINER])
+        self.apis = [client.containers.get(n) for n in exports[contract.EXPORT_API_CONTAINERS]]
+        self.stack = self.group(self.proxy, self.apis)
+
+    @staticmethod
+    def group(proxy: Container | None, apis: list[Container]) -> dict[str, Container]:
+        api_roles = {f"api-{i}": api for i, api in enumerate(apis, 1)}
+        return {"proxy": proxy, **api_roles} if proxy else api_roles
+
+    def api(self, what: str, like: Container, environment: dict[str, str]) -> Container:
+        """An API container run as the stack's `like` is, with `environment` on top."""
+        image = like.attrs["Image"]
+        probe = engine.image_probe(self.client, image)
+        environment = {**_environment(like), **environment}
+        options = {"network": _network(like), "environment": environment, **API_OPTIONS}
+        return engine.start(self.client, self.run, what, image, probe=probe, **options)
+
+    def proxy_for(self, what: str, apis: list[Container], conf: str, **kw: Any) -> Container:
+        """A proxy run as the stack's is, in front of `apis`, with `conf` as its nginx.conf;
+        kw: more container options, or overrides (sysctls)."""
+        self.proxy.reload()
+        sysctls = dict(self.proxy.attrs["HostConfig"].get("Sysctls") or {}) or None
+        upstreams = []
+        for api in apis:
+            api.reload()
+            (network,) = api.attrs["NetworkSettings"]["Networks"].values()
+            upstreams.append(f"{network['IPAddress']}:{contract.API_PORT}")
+        environment = {"API_UPSTREAM": ",".join(upstreams), "RATE_LIMIT_RPS": "0"}
+        options = {"sysctls": sysctls, **PROXY_OPTIONS, "environment": environment, **kw}
+        image, network = self.proxy.attrs["Image"], _network(self.proxy)
+        return _nginx(self.client, self.run, what, image, conf, network=network, **options)
+
+    def systems(self, api_image: str, nginx_image: str) -> dict[str, dict[str, Container]]:
+        """The groups SCENARIOS load, ready: the stack; the original post's setup (gunicorn's
+        defaults behind an untuned nginx) and nginx's fixed-response ceiling on a network of
+        the run's; one API container with all the gunicorn workers of the stack's (same threads
+        each): the API capacity the proxy fronts."""
+        client, run = self.client, self.run
+        network = client.networks.create(run.name("net"), driver="bridge", labels=run.labels).name
+        api_options = {"probe": engine.image_probe(client, api_image), "network": network}
+        api_options |= {"aliases": [contract.API_ALIAS], "command": BASELINE_COMMAND}
+        nginx_options = {"network": network, "command": ["nginx", "-g", "daemon off;"]}
+        api = engine.start(client, run, "baseline-api", api_image, **api_options)
+        engine.wait_ready(api)
+        # The proxy's base image, with a conf of bench/nginx/.
+        nginx, ceiling = (
+            _nginx(client, run, what, nginx_image, conf.read_text(), **nginx_options)
+            for what, conf in (("baseline-nginx", BASELINE_CONF), ("ceiling", CEILING_CONF))
+        )
+        workers = int(_environment(self.apis[0]).get("WEB_CONCURRENCY", "1")) * len(self.apis)
+        capacity = self.api("api-capacity", self.apis[0], {"WEB_CONCURRENCY": str(workers)})
+        engine.wait_ready(nginx, api, ceiling, capacity)
+        groups = {"capacity": {"api": capacity}, "baseline": {"nginx": nginx, "api": api}}
+        return {"stack": self.stack, **groups, "ceiling": {"nginx": ceiling}}
+
+    def remove(self, groups: list[dict[str, Container]]) -> None:
+        """Every container of `groups` that is not the stack's."""
+        stack = {container.id for container in self.stack.values()}
+        for container in {c.id: c for group in groups for c in group.values()}.values():
+            if container.id not in stack:
+                container.remove(force=True)
 
 
-def measure_setups(
-    client: docker.DockerClient, run: Run, exports: dict[str, Any], timing: Timing
-) -> dict[str, Any]:
+def measure_load(
+    servers: Servers, exports: dict[str, Any], nginx_image: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every scenario at every concurrency: what each scenario is, and its figures."""
+    groups = servers.systems(exports[contract.EXPORT_API_IMAGE], nginx_image)
+    counts = {
+        "workers": _environment(groups["capacity"]["api"])["WEB_CONCURRENCY"],
+        "apis": len(servers.apis),
+    }
+    targets = {s.key: target(s, groups[s.system], exports[contract.EXPORT_URL]) for s in SCENARIOS}
+    timing = servers.run.timing
+    figures = load.measure(
+        targets, timing.concurrencies, timing.warmup_s, timing.duration_s, timing.runs
+    )
+    servers.remove(list(groups.values()))
+    return {s.key: {"title": s.title, "how": s.how.format(**counts)} for s in SCENARIOS}, figures
+
+
+def measure_setups(servers: Servers) -> dict[str, Any]:
     """Each setup of SETUPS through its own proxy, at the highest concurrency."""
-    proxy, apis = stack_containers(client, exports)
-    started: dict[str, dict[str, Container]] = {}
+    groups: dict[str, dict[str, Container]] = {}
     for setup in SETUPS:
-        setup_apis = apis
+        apis = servers.apis
         if setup.api_environment:
-            setup_apis = [
-                servers.start_api(client, run, f"{setup.key}-api-{i}", api, setup.api_environment)
+            apis = [
+                servers.api(f"{setup.key}-api-{i}", api, setup.api_environment)
                 for i, api in enumerate(apis, 1)
             ]
-            engine.wait_ready(*setup_apis)
-        setup_proxy = servers.start_proxy(
-            client, run, f"{setup.key}-proxy", proxy, setup_apis, setup.replacements, setup.conf
-        )
-        started[setup.key] = _by_role(setup_proxy, setup_apis)
-    engine.wait_ready(*[containers["proxy"] for containers in started.values()])
-    scenarios = [
-        load.Scenario(
-            setup.key,
-            setup.title,
-            "",
-            _netns_target(
-                started[setup.key]["proxy"], contract.PROXY_CONTAINER_PORT, started[setup.key]
-            ),
-        )
-        for setup in SETUPS
-    ]
-    concurrency = max(timing.concurrencies)
+            engine.wait_ready(*apis)
+        proxy = servers.proxy_for(f"{setup.key}-proxy", apis, nginx_conf(setup))
+        groups[setup.key] = servers.group(proxy, apis)
+    engine.wait_ready(*[group["proxy"] for group in groups.values()])
+    targets = {key: target(THROUGH_PROXY, group) for key, group in groups.items()}
+    timing = servers.run.timing
+    c = max(timing.concurrencies)
     measured = load.measure(
-        scenarios, (concurrency,), timing, seconds=timing.sweep_duration_s, runs=timing.sweep_runs
+        targets, (c,), timing.warmup_s, timing.sweep_duration_s, timing.sweep_runs
     )
-    stack_ids = {container.id for container in [proxy, *apis]}
-    for containers in started.values():
-        for container in containers.values():
-            if container.id not in stack_ids:
-                container.remove(force=True)
+    servers.remove(list(groups.values()))
+    rows = [{**vars(setup), **measured[setup.key][str(c)]} for setup in SETUPS]
     return {
-        "concurrency": concurrency,
-        "setups": [
-            {
-                "key": setup.key,
-                "title": setup.title,
-                "api_environment": setup.api_environment,
-                "replacements": setup.replacements,
-                **measured[setup.key][str(concurrency)],
-            }
-            for setup in SETUPS
-        ],
+        "concurrency": c,
+        "setups": [{k: v for k, v in row.items() if k != "conf"} for row in rows],
     }
 
 
-def _series(target: wrk.Target, timing: Timing, name: str) -> list[dict[str, Any]]:
-    segments = []
-    for index in range(timing.sustained_segments):
-        segment = wrk.run(target, max(timing.concurrencies), timing.sustained_s)
-        segments.append(segment.to_dict())
-        load.log(
-            f"sustained {name} {index + 1}/{timing.sustained_segments}: {segment.rps:.0f} req/s,"
-            f" proxy {segment.cpu_us_per_request.get('proxy', 0):.0f} µs/req,"
-            f" errors {segment.errors}, TIME_WAIT {segment.time_wait_after}"
-        )
-    return segments
-
-
-def proxy_sysctls(proxy: Container) -> dict[str, str]:
-    """The namespaced sysctls the stack gives its proxy container."""
-    proxy.reload()
-    return dict(proxy.attrs["HostConfig"].get("Sysctls") or {})
-
-
-def measure_sustained(
-    client: docker.DockerClient, run: Run, exports: dict[str, Any], timing: Timing
-) -> dict[str, Any]:
+def measure_sustained(servers: Servers) -> dict[str, Any]:
     """Load through a proxy without a pause, in consecutive segments: the stack's proxy as
     deployed, then the same proxy image in front of the same API containers with the other
     net.ipv4.tcp_tw_reuse (1: source ports in TIME_WAIT reusable; 2, the kernel's default:
     only on loopback)."""
-    proxy, apis = stack_containers(client, exports)
-    port = contract.PROXY_CONTAINER_PORT
-    sysctls = proxy_sysctls(proxy)
-    stack_reuse = sysctls.get(TW_REUSE, KERNEL_TW_REUSE)
-    other_reuse = KERNEL_TW_REUSE if stack_reuse == "1" else "1"
-    series = {"stack": _series(_netns_target(proxy, port, _by_role(proxy, apis)), timing, "stack")}
-    other = servers.start_proxy(
-        client, run, "tw-reuse", proxy, apis, sysctls={**sysctls, TW_REUSE: other_reuse}
+    servers.proxy.reload()
+    sysctls = dict(servers.proxy.attrs["HostConfig"].get("Sysctls") or {})
+    reuse = {"stack": sysctls.get(TW_REUSE, KERNEL_TW_REUSE)}
+    reuse["compare"] = KERNEL_TW_REUSE if reuse["stack"] == "1" else "1"
+    timing = servers.run.timing
+    sustained = (max(timing.concurrencies), timing.sustained_s, timing.sustained_segments)
+    series = {"stack": load.series("stack", target(THROUGH_PROXY, servers.stack), *sustained)}
+    other_sysctls = {**sysctls, TW_REUSE: reuse["compare"]}
+    other = servers.proxy_for(
+        "tw-reuse", servers.apis, nginx_conf(SETUPS[0]), sysctls=other_sysctls
     )
     engine.wait_ready(other)
-    series["compare"] = _series(
-        _netns_target(other, port, _by_role(other, apis)), timing, f"tw_reuse={other_reuse}"
-    )
+    compare = target(THROUGH_PROXY, servers.group(other, servers.apis))
+    series["compare"] = load.series(f"tw_reuse={reuse['compare']}", compare, *sustained)
     other.remove(force=True)
     return {
-        "concurrency": max(timing.concurrencies),
+        "concurrency": sustained[0],
         "segment_s": timing.sustained_s,
-        "source_ports": SOURCE_PORTS * len(apis),
-        "tw_reuse": {"stack": stack_reuse, "compare": other_reuse},
+        "source_ports": SOURCE_PORTS * len(servers.apis),
+        "tw_reuse": reuse,
         "series": series,
     }
