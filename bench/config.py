@@ -6,11 +6,11 @@ import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS_DIR: Final = REPO_ROOT / "bench" / "results"
-# What is measured, as data: the load scenarios, ratios, settings compared and redeploys.
+# What is measured, as data: scenarios, ratios, settings compared, redeploys, targets.
 TABLES: Final = tomllib.loads((REPO_ROOT / "bench" / "scenarios.toml").read_text())
 # Every container, network and image the bench creates itself carries this label, valued with
 # the run's id ("<pid>-<hex>"): a later run removes what a dead run left behind. Its stacks are
@@ -26,6 +26,15 @@ class BenchError(RuntimeError):
 
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def rows(table: str, required: tuple[str, ...], **defaults: Any) -> list[dict[str, Any]]:
+    """The rows of a table of scenarios.toml, with the defaults of the keys they leave out."""
+    for row in TABLES[table]:
+        wrong = set(required) - set(row) | set(row) - set(required) - set(defaults)
+        if wrong:
+            raise ValueError(f"scenarios.toml: {table} {row.get('key')!r}: keys {sorted(wrong)}")
+    return [defaults | row for row in TABLES[table]]
 
 
 @dataclass(frozen=True)
@@ -46,9 +55,7 @@ class Timing:
 
 FULL: Final = Timing()
 # A second of load per figure and one run each: proves the benchmark works (CI).
-QUICK: Final = Timing(
-    1, 1, 1, sweep_duration_s=1, sweep_runs=1, sustained_s=1, sustained_segments=2
-)
+QUICK: Final = Timing(1, 1, 1, (1, 16, 64), 1, 1, 1, 2)
 
 
 @dataclass(frozen=True)

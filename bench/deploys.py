@@ -9,39 +9,32 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
-from bench.config import REPO_ROOT, TABLES, BenchError, Run
+from bench.config import REPO_ROOT, BenchError, Run, rows
 from engine_harness import program
 from engine_harness.free_resources import free_port
 from engine_harness.request_stream import RequestStream
 
+REDEPLOYS: Final = rows(
+    "redeploy",
+    ("key", "title"),
+    append={},
+    restore=[],
+    config={},
+    fails=False,
+    quick=True,
+    api=True,
+)
 # What a copy leaves out: the tools' caches and state, and what no deploy reads.
 NOT_COPIED: Final = shutil.ignore_patterns(
     ".git", ".venv", "*_cache", "__pycache__", "*.pyc", ".engine-state", ".pulumi-state", "results"
 )
 AFTER: Final = 200  # requests answered after a redeploy returned, before the stream stops
-
-
-@dataclass(frozen=True)
-class Redeploy:
-    """A row of scenarios.toml's redeploys."""
-
-    key: str
-    title: str
-    append: dict[str, str] = field(default_factory=dict)
-    restore: list[str] = field(default_factory=list)
-    config: dict[str, str] = field(default_factory=dict)
-    fails: bool = False
-    quick: bool = True
-    api: bool = True
-
-
-REDEPLOYS: Final = tuple(Redeploy(**row) for row in TABLES["redeploy"])
 
 
 @dataclass
@@ -56,8 +49,7 @@ class Deploy:
 
 @dataclass
 class BenchStack:
-    """The bench's stack: the dev stack's config with a free port and the given free subnet, no
-    rate limit and the offline base images, deployed from a copy of the repository."""
+    """The bench's stack, deployed from a copy of the repository at `root`."""
 
     run: Run
     root: Path
@@ -65,15 +57,12 @@ class BenchStack:
 
     @classmethod
     def create(cls, run: Run, root: Path, bases: dict[str, str], subnet: str) -> "BenchStack":
+        """The dev stack's config with a free port, the given free subnet, no rate limit and
+        the offline base images."""
         shutil.copytree(REPO_ROOT, root, ignore=NOT_COPIED)
         stack = cls(run, root, program.stack_config("dev"))
-        stack.configure(
-            proxyPort=str(free_port()),
-            networkSubnet=subnet,
-            rateLimitPerSecond="0",
-            apiBaseImage=bases["api"],
-            proxyBaseImage=bases["proxy"],
-        )
+        stack.configure(proxyPort=str(free_port()), networkSubnet=subnet, rateLimitPerSecond="0")
+        stack.configure(apiBaseImage=bases["api"], proxyBaseImage=bases["proxy"])
         return stack
 
     def configure(self, **values: str) -> None:
@@ -83,7 +72,7 @@ class BenchStack:
         stack = self.run.stack
         (self.root / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": self.config}))
         command = [sys.executable, "-m", "engine_harness", action, "--stack", stack, "--json"]
-        # This interpreter, the copy's own harness (the copy's folder comes first for -m).
+        # This interpreter, the copy's own harness (the working folder comes first for -m).
         return subprocess.run(  # noqa: S603
             command, capture_output=True, text=True, timeout=900, check=False, cwd=self.root
         )
@@ -98,21 +87,21 @@ class BenchStack:
             raise BenchError(f"engine_harness up failed:\n{result.stderr[-4000:]}")
         output = json.loads(result.stdout.strip().splitlines()[-1])
         summary, kinds = output.get("summary", {}), output.get("kinds", {})
-        exports = output.get("exports", {})
         containers = {
-            action: [n for n in names if kinds.get(n, "").startswith("container")]
-            for action, names in summary.items()
+            action: [n for n in summary.get(action, []) if kinds.get(n, "").startswith("container")]
+            for action in ("created", "replaced", "unchanged")
         }
         figures = {
             "seconds": seconds,
             "harness_seconds": output["seconds"],
             **summary,
-            **{f"containers_{a}": len(containers.get(a, [])) for a in ("created", "replaced")},
-            "containers_replaced_kinds": sorted(kinds[n] for n in containers.get("replaced", [])),
-            "containers_unchanged": len(containers.get("unchanged", [])),
-            "api_containers": exports.get("apiContainers", []),
+            "containers_created": len(containers["created"]),
+            "containers_replaced": len(containers["replaced"]),
+            "containers_replaced_kinds": sorted(kinds[n] for n in containers["replaced"]),
+            "containers_unchanged": len(containers["unchanged"]),
+            "api_containers": output.get("exports", {}).get("apiContainers", []),
         }
-        return Deploy(figures, exports, output.get("error"))
+        return Deploy(figures, output.get("exports", {}), output.get("error"))
 
     def down(self) -> None:
         result = self._harness("down")
@@ -128,24 +117,24 @@ def redeploys(
     each successful Deploy. `after(key, deploy)` runs right after each successful deploy."""
     results: dict[str, Any] = {}
     deploys: dict[str, Deploy] = {}
-    for redeploy in [r for r in REDEPLOYS if r.quick or not quick]:
-        for relative, text in redeploy.append.items():
+    for redeploy in [r for r in REDEPLOYS if r["quick"] or not quick]:
+        for relative, text in redeploy["append"].items():
             with (stack.root / relative).open("a", encoding="utf-8") as file:
                 file.write(text)
-        for relative in redeploy.restore:
+        for relative in redeploy["restore"]:
             shutil.copy(REPO_ROOT / relative, stack.root / relative)
-        stack.configure(**redeploy.config)
+        stack.configure(**redeploy["config"])
         with RequestStream(url) as stream:
-            deploy = stack.up(may_fail=redeploy.fails)
+            deploy = stack.up(may_fail=redeploy["fails"])
             stream.wait_for_successes(len(stream.tally.results) + AFTER)
         if deploy.error is None:
-            deploys[redeploy.key] = deploy
-            after(redeploy.key, deploy)
-        results[redeploy.key] = {
-            "title": redeploy.title,
+            deploys[redeploy["key"]] = deploy
+            after(redeploy["key"], deploy)
+        results[redeploy["key"]] = {
+            "title": redeploy["title"],
             "seconds": deploy.figures["seconds"],
             "deploy_failed": deploy.error is not None,
-            "expected_to_fail": redeploy.fails,
+            "expected_to_fail": redeploy["fails"],
             "requests": len(stream.tally.results),
             "failed": len(stream.tally.failed),
             "slowest_s": round(stream.tally.slowest, 3),

@@ -1,12 +1,9 @@
-"""A load run: wrk on loopback only (on the host for the published port, or in a container's own
-network namespace against 127.0.0.1 there), and the CPU each part used meanwhile. `measure` is
-the one runner of every figure: warm-ups, then runs the targets take in turns; medians.
+"""Load runs: wrk on loopback only (on the host for the published port, or in a container's own
+network namespace against 127.0.0.1 there), and the CPU each part used meanwhile: containers
+from their cgroup's accounting, the engine (dockerd, containerd, the shims and docker-proxy:
+they ship logs, relay published ports) from /proc, wrk as this process's waited-for children,
+"other" the machine's busy time left. `measure` is the one runner of every figure."""
 
-CPU: containers from their cgroup's accounting; the engine (dockerd, containerd, the shims,
-docker-proxy: they ship logs and relay published ports) from /proc; wrk as this process's
-waited-for children; "other": the machine's busy time not accounted to any of these."""
-
-import functools
 import json
 import os
 import resource
@@ -14,7 +11,6 @@ import shutil
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -26,7 +22,6 @@ MARKER: Final = "BENCH_JSON "
 # wrk shares the cores with the servers it loads: 2 threads (1 at concurrency 1: wrk needs a
 # connection per thread).
 MAX_THREADS: Final = 2
-MEDIANS: Final = ("rps", "p50_ms", "p90_ms", "p99_ms", "mean_ms")
 ENGINE_PROCESSES: Final = ("dockerd", "containerd", "containerd-shim", "docker-proxy")
 TICK: Final = os.sysconf("SC_CLK_TCK")
 
@@ -70,97 +65,69 @@ def threads_for(concurrency: int) -> int:
     return min(MAX_THREADS, concurrency)
 
 
-def _proc_seconds(fields: list[str]) -> float:
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+# Per container id: the file of its cgroup's CPU time (None: ask the engine's stats instead).
+_CGROUP_FILES: dict[str, Path | None] = {}
 
 
-def _engine_seconds() -> float:
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "comm").read_text().startswith(ENGINE_PROCESSES):
-                total += _proc_seconds((entry / "stat").read_text().rsplit(")", 1)[1].split())
-        except OSError:  # gone meanwhile
-            continue
-    return total
-
-
-def _cgroup_reader(pid: int) -> Callable[[], float] | None:
-    """A reader of the CPU seconds the cgroup of process `pid` (a container's main process: the
-    container's cgroup) has used, from the cgroup filesystem; None if not found."""
+def _cgroup_file(pid: int) -> Path | None:
+    """The CPU time file of the cgroup of process `pid` (a container's main process: the
+    container's cgroup): cgroup v2's cpu.stat or v1's cpuacct.usage."""
     root = Path("/sys/fs/cgroup")
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
-        if controllers == "":  # cgroup v2: usage_usec in cpu.stat
-            stat = root / path.lstrip("/") / "cpu.stat"
-            if stat.is_file():
-                return functools.partial(_usage_usec, stat)
-        elif "cpuacct" in controllers.split(","):  # cgroup v1: nanoseconds in cpuacct.usage
+        if controllers == "":  # cgroup v2
+            if (stat := root / path.lstrip("/") / "cpu.stat").is_file():
+                return stat
+        elif "cpuacct" in controllers.split(","):  # cgroup v1
             for mount in (controllers, "cpuacct", "cpu,cpuacct"):
-                usage = root / mount / path.lstrip("/") / "cpuacct.usage"
-                if usage.is_file():
-                    return functools.partial(_usage_ns, usage)
+                if (usage := root / mount / path.lstrip("/") / "cpuacct.usage").is_file():
+                    return usage
     return None
-
-
-def _usage_ns(usage: Path) -> float:
-    return int(usage.read_text()) / 1e9
-
-
-def _usage_usec(stat: Path) -> float:
-    for line in stat.read_text().splitlines():
-        key, _, value = line.partition(" ")
-        if key == "usage_usec":
-            return int(value) / 1e6
-    raise LookupError(f"{stat}: no usage_usec")
-
-
-_READERS: dict[str, Callable[[], float]] = {}
 
 
 def _container_seconds(container: Any) -> float:
     """CPU seconds the container has used: from its cgroup (at once and exact), else from the
     engine's stats (which answer only at its next 1 s collection)."""
-    if container.id not in _READERS:
+    if container.id not in _CGROUP_FILES:
         container.reload()
-        reader = _cgroup_reader(int(container.attrs["State"]["Pid"]))
-        _READERS[container.id] = reader or functools.partial(_stats_seconds, container)
-    return _READERS[container.id]()
-
-
-def _stats_seconds(container: Any) -> float:
-    stats = container.stats(stream=False, one_shot=True)
-    return float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+        _CGROUP_FILES[container.id] = _cgroup_file(int(container.attrs["State"]["Pid"]))
+    path = _CGROUP_FILES[container.id]
+    if path is None:
+        stats = container.stats(stream=False, one_shot=True)
+        return float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+    if path.name == "cpuacct.usage":  # nanoseconds
+        return int(path.read_text()) / 1e9
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value) / 1e6
+    raise LookupError(f"{path}: no usage_usec")
 
 
 def cpu_sample(containers: dict[str, Any]) -> dict[str, Any]:
-    """Seconds so far: wall clock, the machine's busy CPU (all cores), each container's, the
-    engine's and wrk's (this process's waited-for children)."""
-    return {
-        "wall": time.monotonic(),
-        "machine": _machine_busy(),
-        "containers": {role: _container_seconds(c) for role, c in containers.items()},
-        "engine": _engine_seconds(),
-        "wrk": _children_seconds(),
-    }
-
-
-def _children_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _machine_busy() -> float:
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(values) - values[3] - values[4]) / TICK  # not idle, not iowait
+    """CPU seconds so far of each part, and the wall clock."""
+    wall = time.monotonic()
+    stat = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    machine = (sum(stat) - stat[3] - stat[4]) / TICK  # all cores: not idle, not iowait
+    own = {role: _container_seconds(container) for role, container in containers.items()}
+    engine = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().startswith(ENGINE_PROCESSES):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                engine += (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+        except OSError:  # gone meanwhile
+            continue
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk = children.ru_utime + children.ru_stime
+    return {"wall": wall, "machine": machine, "containers": own, "engine": engine, "wrk": wrk}
 
 
 def cpu_usage(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
     """Average cores used by each part between two samples (machine = all of them)."""
     wall = max(after["wall"] - before["wall"], 1e-9)
     cores = {
-        role: (after["containers"][role] - before["containers"][role]) / wall
-        for role in before["containers"]
+        role: (t - before["containers"][role]) / wall for role, t in after["containers"].items()
     }
     cores |= {part: (after[part] - before[part]) / wall for part in ("engine", "wrk")}
     machine = (after["machine"] - before["machine"]) / wall
@@ -180,16 +147,6 @@ def time_wait(netns_pid: int | None) -> int:
     return count
 
 
-def command(target: Target, concurrency: int, seconds: int) -> list[str]:
-    threads = threads_for(concurrency)
-    wrk = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "-s", str(LUA_REPORT)]
-    wrk += [argument for header in target.headers for argument in ("-H", header)]
-    wrk.append(target.url)
-    if target.netns_pid is None:
-        return wrk
-    return ["nsenter", f"--target={target.netns_pid}", "--net", *wrk]
-
-
 def errors(run: dict[str, Any]) -> int:
     return int(run["non_2xx"]) + sum(run["socket_errors"].values())
 
@@ -197,8 +154,13 @@ def errors(run: dict[str, Any]) -> int:
 def run(target: Target, concurrency: int, seconds: int) -> dict[str, Any]:
     """One wrk run of `seconds` at `concurrency` connections, with the CPU each part used."""
     loadavg = os.getloadavg()[0]
+    threads = threads_for(concurrency)
+    wrk = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "-s", str(LUA_REPORT)]
+    wrk += [argument for header in target.headers for argument in ("-H", header)] + [target.url]
+    if target.netns_pid is not None:
+        wrk = ["nsenter", f"--target={target.netns_pid}", "--net", *wrk]
     before = cpu_sample(target.containers)
-    result = _run(command(target, concurrency, seconds), timeout=seconds + 60)
+    result = _run(wrk, timeout=seconds + 60)
     after = cpu_sample(target.containers)
     if result.returncode != 0:
         raise BenchError(f"wrk failed ({result.returncode}): {result.stderr[-2000:]}")
@@ -210,7 +172,7 @@ def run(target: Target, concurrency: int, seconds: int) -> dict[str, Any]:
     cores, wall = cpu_usage(before, after), after["wall"] - before["wall"]
     return {
         "concurrency": concurrency,
-        "threads": threads_for(concurrency),
+        "threads": threads,
         "duration_s": round(duration, 3),
         "requests": requests,
         "rps": round(requests / duration, 1) if duration else 0.0,
@@ -231,29 +193,23 @@ def run(target: Target, concurrency: int, seconds: int) -> dict[str, Any]:
     }
 
 
-def _log(what: str, run: dict[str, Any]) -> None:
-    log(
-        f"{what} c={run['concurrency']}: {run['rps']:.0f} req/s, p99 {run['p99_ms']:.2f} ms,"
-        f" proxy {run['cpu_us_per_request'].get('proxy', 0):.0f} µs/req, errors {errors(run)},"
-        f" TIME_WAIT {run['time_wait_after']}, load {run['loadavg_1m']}"
-    )
-
-
-def _median(values: list[float]) -> float:
-    return round(statistics.median(values), 3)
-
-
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over the runs; error counts added up."""
-    parts = runs[0]["cpu_cores"].keys()
+
+    def median(values: list[float]) -> float:
+        return round(statistics.median(values), 3)
+
     return {
-        **{figure: _median([r[figure] for r in runs]) for figure in MEDIANS},
+        **{
+            f: median([r[f] for r in runs])
+            for f in ("rps", "p50_ms", "p90_ms", "p99_ms", "mean_ms")
+        },
         "requests": sum(r["requests"] for r in runs),
         "non_2xx": sum(r["non_2xx"] for r in runs),
         "socket_errors": sum(sum(r["socket_errors"].values()) for r in runs),
         **{
-            figure: {p: _median([r[figure][p] for r in runs]) for p in parts}
-            for figure in ("cpu_cores", "cpu_us_per_request")
+            f: {part: median([r[f][part] for r in runs]) for part in runs[0]["cpu_cores"]}
+            for f in ("cpu_cores", "cpu_us_per_request")
         },
         "rps_spread": [min(r["rps"] for r in runs), max(r["rps"] for r in runs)],
     }
@@ -266,21 +222,21 @@ def measure(
     seconds: int,
     runs: int,
 ) -> dict[str, dict[str, Any]]:
-    """{target: {concurrency: {"median": ..., "runs": [...], "warmup": ...}}}: at each
-    concurrency, a warm-up of each target, then `runs` runs, the targets taking turns run by
-    run so that a noisy moment of the shared host falls on all of them alike."""
+    """{target: {concurrency: {"median", "runs", "warmup"}}}: at each concurrency a warm-up of
+    each target (none if warmup_s is 0), then `runs` runs of each without a pause, the targets
+    taking turns run by run so that a noisy moment of the shared host falls on all alike."""
     results: dict[str, dict[str, Any]] = {key: {} for key in targets}
     for c in concurrencies:
         now = {key: t for key, t in targets.items() if c in (t.concurrencies or [c])}
-        warmups = {}
-        for key, target in now.items():
+        warmups: dict[str, Any] = {key: None for key in now}
+        for key, target in now.items() if warmup_s else []:
             warmups[key] = run(target, c, warmup_s)
-            _log(f"warm-up {key}", warmups[key])
+            log(f"warm-up {key} {describe(warmups[key])}")
         measured: dict[str, list[dict[str, Any]]] = {key: [] for key in now}
         for index in range(runs):
             for key, target in now.items():
                 measured[key].append(run(target, c, seconds))
-                _log(f"run {index + 1}/{runs} {key}", measured[key][-1])
+                log(f"run {index + 1}/{runs} {key} {describe(measured[key][-1])}")
         for key, values in measured.items():
             results[key][str(c)] = {
                 "median": summarize(values),
@@ -290,12 +246,9 @@ def measure(
     return results
 
 
-def series(
-    name: str, target: Target, concurrency: int, seconds: int, segments: int
-) -> list[dict[str, Any]]:
-    """Consecutive runs of `seconds` without a pause and without a warm-up (sustained load)."""
-    runs: list[dict[str, Any]] = []
-    for index in range(segments):
-        runs.append(run(target, concurrency, seconds))
-        _log(f"sustained {name} {index + 1}/{segments}", runs[-1])
-    return runs
+def describe(run: dict[str, Any]) -> str:
+    return (
+        f"c={run['concurrency']}: {run['rps']:.0f} req/s, p99 {run['p99_ms']:.2f} ms, proxy"
+        f" {run['cpu_us_per_request'].get('proxy', 0):.0f} µs/req, errors {errors(run)},"
+        f" TIME_WAIT {run['time_wait_after']}, load {run['loadavg_1m']}"
+    )
