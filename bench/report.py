@@ -79,13 +79,12 @@ def evaluate(results: dict[str, Any]) -> None:
     load, cores = results["load"], results["meta"]["host"]["cores"]
     results["ratios"] = ratios = {}
     for ratio in TABLES["ratio"]:
-        above, below, figure = load[ratio["top"]], load[ratio["bottom"]], ratio.get("figure", "rps")
+        figure = ratio.get("figure", "rps")
+        above, below = (
+            {c: x["median"][figure] for c, x in load[ratio[k]].items()} for k in ("top", "bottom")
+        )
         ratios[ratio["key"]] = {
-            c: round(above[c]["median"][figure] / b, 3)
-            if (b := below[c]["median"][figure])
-            else 0.0
-            for c in above
-            if c in below
+            c: round(v / below[c], 3) if below[c] else 0.0 for c, v in above.items() if c in below
         }
     cells = [cell for by_c in load.values() for cell in by_c.values()] + results["setups"]["setups"]
     runs = [run for cell in cells for run in [*cell["runs"], cell["warmup"]]]
@@ -131,18 +130,13 @@ def evaluate(results: dict[str, Any]) -> None:
     results["targets"] = []
     for row in TABLES["target"]:
         values = context | {"limit": row.get("limit")}
-        text = {
-            k: ENVIRONMENT.from_string(row[k]).render(values)
-            for k in ("name", "wanted", "measured")
-        }
-        met = ENVIRONMENT.compile_expression(row["met"], undefined_to_none=False)(values)
+        texts = (
+            ENVIRONMENT.from_string(row[k]).render(values) for k in ("name", "wanted", "measured")
+        )
+        name, wanted, measured = texts
+        met = bool(ENVIRONMENT.compile_expression(row["met"], undefined_to_none=False)(values))
         results["targets"].append(
-            {
-                "name": text["name"],
-                "target": text["wanted"],
-                "measured": text["measured"],
-                "pass": bool(met),
-            }
+            {"name": name, "target": wanted, "measured": measured, "pass": met}
         )
 
 
