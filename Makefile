@@ -60,7 +60,7 @@ test: venv base-images ## run every test (engine tests need Docker; CI=true make
 lint: venv ## ruff, mypy and actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy infra engine_harness scripts policy
+	$(VENV)/bin/mypy infra engine_harness scripts policy bench
 	$(VENV)/bin/mypy policy/__main__.py
 	$(VENV)/bin/actionlint
 

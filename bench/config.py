@@ -1,65 +1,61 @@
 """What one benchmark run measures and for how long, and the names of what it creates."""
 
 import os
+import sys
+import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
-
-from engine_harness.program import offline_base_images
+from typing import Any, Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS_DIR: Final = REPO_ROOT / "bench" / "results"
+# What is measured, as data: scenarios, ratios, settings compared, redeploys, targets.
+TABLES: Final = tomllib.loads((REPO_ROOT / "bench" / "scenarios.toml").read_text())
 # Every container, network and image the bench creates itself carries this label, valued with
-# the run's id ("<pid>-<hex>"): a later run removes what a dead run left behind.
+# the run's id ("<pid>-<hex>"): a later run removes what a dead run left behind. Its stacks are
+# named bench<pid>x<hex>.
 BENCH_LABEL: Final = "pulumi-flask-rebar.bench"
-# Stacks the bench deploys through the engine harness are named bench<pid>x<hex>.
 STACK_PREFIX: Final = "bench"
-# The one request every scenario measures, and what the fixed-response ceiling answers.
-PATH: Final = "/"
-HELLO_BODY: Final = '{"message":"Hello, Being!"}\n'
+PATH: Final = "/"  # the one request every scenario measures
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot go on; the message says why."""
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def rows(table: str, required: tuple[str, ...], **defaults: Any) -> list[dict[str, Any]]:
+    """The rows of a table of scenarios.toml, with the defaults of the keys they leave out."""
+    for row in TABLES[table]:
+        wrong = set(required) - set(row) | set(row) - set(required) - set(defaults)
+        if wrong:
+            raise ValueError(f"scenarios.toml: {table} {row.get('key')!r}: keys {sorted(wrong)}")
+    return [defaults | row for row in TABLES[table]]
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Load durations (whole seconds, wrk's unit), runs per figure and concurrencies."""
+    """Load durations (whole seconds, wrk's unit), runs per figure and concurrencies. The
+    settings compared ("sweep") take shorter runs at the highest concurrency; sustained load
+    is `sustained_segments` consecutive runs of `sustained_s`, without a pause."""
 
-    duration_s: int
-    warmup_s: int
-    runs: int
-    concurrencies: tuple[int, ...]
-    # The worker sweep and the proxy variants: shorter runs at the highest concurrency.
-    sweep_duration_s: int
-    sweep_runs: int
-    # Sustained load through the proxy: consecutive runs of sustained_s, without a pause.
-    sustained_s: int
-    sustained_segments: int
-
-
-FULL: Final = Timing(
-    duration_s=5,
-    warmup_s=2,
-    runs=3,
-    concurrencies=(1, 16, 64),
-    sweep_duration_s=4,
-    sweep_runs=3,
-    sustained_s=10,
-    sustained_segments=6,
-)
-QUICK: Final = Timing(
-    duration_s=1,
-    warmup_s=1,
-    runs=1,
-    concurrencies=(1, 16, 64),
-    sweep_duration_s=1,
-    sweep_runs=1,
-    sustained_s=1,
-    sustained_segments=2,
-)
+    duration_s: int = 5
+    warmup_s: int = 2
+    runs: int = 3
+    concurrencies: tuple[int, ...] = (1, 16, 64)
+    sweep_duration_s: int = 4
+    sweep_runs: int = 3
+    sustained_s: int = 10
+    sustained_segments: int = 6
 
 
-def _run_id() -> str:
-    return f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+FULL: Final = Timing()
+# A second of load per figure and one run each: proves the benchmark works (CI).
+QUICK: Final = Timing(1, 1, 1, (1, 16, 64), 1, 1, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ class Run:
     timing: Timing
     out_dir: Path
     quick: bool
-    run_id: str = field(default_factory=_run_id)
+    run_id: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
     @property
     def stack(self) -> str:
@@ -83,8 +79,3 @@ class Run:
     @property
     def labels(self) -> dict[str, str]:
         return {BENCH_LABEL: self.run_id}
-
-
-def base_images() -> dict[str, str]:
-    """The offline base images by role, as the tests use them."""
-    return offline_base_images()
