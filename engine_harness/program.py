@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import os
+import pickle
 import runpy
 import sys
 from collections.abc import Iterable, Iterator
@@ -92,6 +93,12 @@ def run_program(
 
     original_export = pulumi.export
     pulumi.export = capture
+    # The SDK's serialize_provider (pulumi/dynamic/dynamic.py) wraps pickle._Pickler's
+    # _batch_setitems anew for every dynamic resource and never puts it back: in a process
+    # that runs the program many times (the tests), the wrappers nest until RecursionError.
+    # `pulumi up` runs it once per process; so does each run here.
+    pickler: Any = pickle._Pickler
+    saved = pickler._batch_setitems, pickler.save_dict
     try:
         with _program_environment():
             run()
@@ -100,6 +107,7 @@ def run_program(
         raise
     finally:
         pulumi.export = original_export
+        pickler._batch_setitems, pickler.save_dict = saved
     return exports
 
 
