@@ -95,6 +95,8 @@ from_testing() {
 # Debian's python3-venv brings its own CA list to pip: PIP_CERT points it at the system bundle.
 # Debian 13 "trixie" is what the official images (the Dockerfiles' defaults) are built on.
 build "$API_BASE_IMAGE" trixie "python3,python3-venv" "" "PIP_CERT=/etc/ssl/certs/ca-certificates.crt"
+# The same for the API's PyPy runtime: Debian's PyPy 3.11 and its venv module.
+build "$PYPY_BASE_IMAGE" trixie "pypy3,pypy3-venv" "" "PIP_CERT=/etc/ssl/certs/ca-certificates.crt"
 # trixie's own nginx is 1.26, older than 1.27.3; testing has the current stable nginx, the
 # release the official nginx:1.30-trixie image has. Like that image: nginx 1.30 on trixie.
 build "$PROXY_BASE_IMAGE" trixie "" "nginx"

@@ -35,7 +35,11 @@ def offline_base_images() -> dict[str, str]:
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition("=")
             names[key.strip()] = os.environ.get(key.strip(), value.strip())
-    return {"api": names["API_BASE_IMAGE"], "proxy": names["PROXY_BASE_IMAGE"]}
+    return {
+        "api": names["API_BASE_IMAGE"],
+        "proxy": names["PROXY_BASE_IMAGE"],
+        "pypy": names["PYPY_BASE_IMAGE"],
+    }
 
 
 def stack_config(stack: str) -> dict[str, str]:

@@ -181,6 +181,11 @@ def _is_image_reference(value: str) -> bool:
 
 
 _IMAGE = "an image reference such as python:3.14-slim-trixie or registry:5000/team/img:tag"
+# The API's Python runtimes (infra/rest_api_stack.py has each one's base image and interpreter).
+API_RUNTIMES: Final = ("cpython", "pypy")
+# PyPy's JIT and heap: an API container used 580-660 MiB under load (1 worker x 4 threads) and
+# stalled at 512 MiB; CPython's used 41 MiB (README: PyPy).
+PYPY_MEMORY_MB: Final = 768
 # HTTPS at the proxy: a CA and certificate made per stack (the default), a certificate chain and
 # key given in config, or none (plain HTTP, for a TLS-terminating load balancer in front).
 TLS_MODES: Final = ("self-signed", "provided", "off")
@@ -202,6 +207,9 @@ KEYS: Final[tuple[Key, ...]] = (
     integer("apiWorkers", 1, 1, 32, "gunicorn worker processes per API container"),
     integer("apiThreads", 4, 1, 64, "gunicorn threads per worker"),
     boolean("apiAccessLog", False, "gunicorn's own access log in each API container"),
+    one_of(
+        "apiRuntime", "the API's Python: CPython, or PyPy (a JIT compiler)", API_RUNTIMES, "cpython"
+    ),
     text(
         "networkSubnet",
         "the stack's private Docker network",
@@ -281,6 +289,7 @@ class Settings:
     api_workers: int
     api_threads: int
     api_access_log: bool
+    api_runtime: str
     network_subnet: str
     api_memory_mb: int
     proxy_memory_mb: int
@@ -325,6 +334,15 @@ def default_host_names(bind_address: str) -> tuple[str, ...]:
     if address.is_unspecified:
         address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
     return ("localhost", str(address))
+
+
+def _runtime_problems(values: dict[str, Any]) -> list[str]:
+    if values["api_runtime"] == "pypy" and values["api_memory_mb"] < PYPY_MEMORY_MB:
+        return [
+            f"apiMemoryMb: {values['api_memory_mb']} MiB is too little for apiRuntime pypy (its"
+            f" JIT and heap took 580-660 MiB under load); set {PYPY_MEMORY_MB} or more"
+        ]
+    return []
 
 
 def _tls_problems(values: dict[str, Any], project: str) -> list[str]:
@@ -441,6 +459,8 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
     together = ("tls", "httpRedirectPort", "proxyPort", "proxyBindAddress")
     if not any(problem.startswith(together) for problem in invalid):
         problems += _tls_problems(values, config.name)
+    if not any(problem.startswith(("apiRuntime", "apiMemoryMb")) for problem in invalid):
+        problems += _runtime_problems(values)
     if problems:
         raise ConfigError(
             f"invalid configuration of stack {pulumi.get_stack()!r} (nothing was created):\n  "

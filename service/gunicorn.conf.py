@@ -114,6 +114,10 @@ start_failure_hold = _env_int("GUNICORN_START_FAILURE_HOLD", 60)
 # than, once the container is gone and until its next DNS answer (1 s), connections to an
 # address nobody answers, which it gives up on only after its 250 ms connect timeout.
 stop_linger = _env_int("GUNICORN_STOP_LINGER", 2)
+# Requests the start check sends the health path before the port is bound: under PyPy, the JIT
+# compiles the app's hot path then, in the master, and the workers forked from it start warm
+# instead of serving their first thousands of requests slowly. 0 (CPython): the one check.
+warmup_requests = _env_int("GUNICORN_WARMUP_REQUESTS", 0)
 
 
 def on_starting(server: Any) -> None:
@@ -122,9 +126,11 @@ def on_starting(server: Any) -> None:
     The app is loaded here, in the master, once: the workers it forks use it as it is (as with
     preload_app, which would load it before this hook could catch a failure)."""
     try:
-        with Client(server.app.wsgi()).get(health_path) as response:
-            if response.status_code != 200:
-                raise RuntimeError(f"GET {health_path} answered {response.status}, not 200")
+        client = Client(server.app.wsgi())
+        for _ in range(1 + warmup_requests):
+            with client.get(health_path) as response:
+                if response.status_code != 200:
+                    raise RuntimeError(f"GET {health_path} answered {response.status}, not 200")
     except Exception:
         server.log.exception(
             "start check failed: not listening; exiting in %s s (Docker then restarts it)",

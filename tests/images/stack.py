@@ -84,12 +84,15 @@ class BuildResult:
     steps: dict[str, bool]
 
 
-def build_image(client: docker.DockerClient, context: Path, base_image: str) -> BuildResult:
-    """Build context (legacy builder) as a uniquely tagged, test-labelled image."""
+def build_image(
+    client: docker.DockerClient, context: Path, base_image: str, **arguments: str
+) -> BuildResult:
+    """Build context (legacy builder) as a uniquely tagged, test-labelled image; `arguments`:
+    more build arguments (e.g. PYTHON)."""
     tag = f"{unique('t-' + context.name)}:test"
     _, log = client.images.build(
         path=str(context),
-        buildargs={"BASE_IMAGE": base_image},
+        buildargs={"BASE_IMAGE": base_image, **arguments},
         rm=True,
         forcerm=True,
         labels={TEST_LABEL: "1"},

@@ -13,7 +13,7 @@ from engine_harness.docker_mocks import DeployError, EngineMocks, UnappliedInput
 from engine_harness.free_resources import free_subnet
 from engine_harness.provider_rules import CONTAINER
 from tests.conftest import TEST_LABEL, Up
-from tests.engine_stacks import DEV_RESOURCES, PROJECT, smoke, stack_objects
+from tests.engine_stacks import DEV_RESOURCES, PROJECT, new_stack_name, smoke, stack_objects
 
 pytestmark = pytest.mark.engine
 
@@ -99,3 +99,17 @@ def test_an_input_the_harness_cannot_apply_is_refused(
     with pytest.raises(UnappliedInputError, match="privileged"):
         mocks.new_resource(pulumi.runtime.MockResourceArgs(CONTAINER, "refused", inputs))
     assert docker_client.containers.list(all=True, filters={"name": "refused"}) == []
+
+
+def test_a_pypy_stack_deploys_and_passes_the_smoke_test(
+    engine_up: Up, docker_client: docker.DockerClient, base_images: dict[str, str]
+) -> None:
+    stack = engine_up(
+        new_stack_name(), apiRuntime="pypy", apiMemoryMb="768", apiBaseImage=base_images["pypy"]
+    )
+    result = smoke(stack)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in stack.exports[contract.EXPORT_API_CONTAINERS]:
+        check = ["python", "-c", "import platform; print(platform.python_implementation())"]
+        output = docker_client.containers.get(name).exec_run(check).output.decode().strip()
+        assert output == "PyPy", name

@@ -10,10 +10,19 @@ import pytest
 import yaml
 
 import contract
+from engine_harness.program import run_program
 from rest_api_stack import HEALTHY_WITHIN_SECONDS, dockerfile_base_image
-from settings import KEYS_BY_NAME
+from settings import KEYS_BY_NAME, ConfigError
 from tests.conftest import REPO_ROOT
-from tests.infra.conftest import PROJECT, Deploy, Deployment, base_image_id, labels_of
+from tests.infra.conftest import (
+    PROJECT,
+    Deploy,
+    Deployment,
+    RecordingMocks,
+    base_image_id,
+    full_config,
+    labels_of,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -196,7 +205,12 @@ def test_unconfigured_base_images_are_the_dockerfiles_defaults(default: Deployme
     api, proxy = (dockerfile_base_image(c) for c in (contract.API_CONTEXT, contract.PROXY_CONTEXT))
     assert api.startswith("python:") and proxy.startswith("nginx:")
     assert args == {
-        f"{PROJECT}-unit-api-image": {"BASE_IMAGE": api, "BASE_IMAGE_ID": base_image_id(api)},
+        f"{PROJECT}-unit-api-image": {
+            "BASE_IMAGE": api,
+            "BASE_IMAGE_ID": base_image_id(api),
+            "PYTHON": "python3",
+            "SOURCE_BUILDS": "",
+        },
         f"{PROJECT}-unit-proxy-image": {
             "BASE_IMAGE": proxy,
             "BASE_IMAGE_ID": base_image_id(proxy),
@@ -212,12 +226,41 @@ def test_base_images_are_passed_by_name_and_engine_id(deploy: Deploy) -> None:
         f"{PROJECT}-unit-api-image": {
             "BASE_IMAGE": "registry:5000/py:3",
             "BASE_IMAGE_ID": base_image_id("registry:5000/py:3"),
+            "PYTHON": "python3",
+            "SOURCE_BUILDS": "",
         },
         f"{PROJECT}-unit-proxy-image": {
             "BASE_IMAGE": "ngx:1",
             "BASE_IMAGE_ID": base_image_id("ngx:1"),
         },
     }
+
+
+@pytest.mark.parametrize(
+    ("config", "base"),
+    [
+        ({}, "pypy:3.11-slim"),
+        ({"apiBaseImage": "offline/pypy:3.11-trixie"}, "offline/pypy:3.11-trixie"),
+    ],
+)
+def test_the_pypy_runtime_builds_the_api_on_pypy(
+    deploy: Deploy, config: dict[str, str], base: str
+) -> None:
+    deployment = deploy(apiRuntime="pypy", apiMemoryMb="768", **config)
+    args = {i.name: i.inputs["build"]["args"] for i in deployment.mocks.of_type(":Image")}
+    assert args[f"{PROJECT}-unit-api-image"]["BASE_IMAGE"] == base
+    assert args[f"{PROJECT}-unit-api-image"]["PYTHON"] == "pypy3"
+    assert args[f"{PROJECT}-unit-api-image"]["SOURCE_BUILDS"] == "markupsafe"
+    assert "PYTHON" not in args[f"{PROJECT}-unit-proxy-image"]
+    for container in deployment.api_containers:
+        assert "GUNICORN_WARMUP_REQUESTS=2000" in container.inputs["envs"], container.name
+
+
+def test_pypy_with_cpythons_memory_limit_is_refused() -> None:
+    mocks = RecordingMocks()
+    with pytest.raises(ConfigError, match="apiMemoryMb: 256 MiB is too little for apiRuntime pypy"):
+        run_program(mocks, "unit", full_config({"apiRuntime": "pypy"}), PROJECT)
+    assert not mocks.resources
 
 
 def test_a_base_image_not_on_the_engine_yet_is_built_without_its_id(

@@ -47,7 +47,7 @@ def test_the_unedited_copy_passes(tmp_path: Path) -> None:
         (
             "service/Dockerfile",
             "HEALTHCHECK --interval=5s --timeout=4s --start-period=10s --retries=3 \\\n"
-            '    CMD ["python3", "/app/healthcheck.py"]\n',
+            '    CMD ["python", "/app/healthcheck.py"]\n',
             "health-check",
             "service/Dockerfile",
         ),

@@ -1,0 +1,68 @@
+"""The API image on PyPy (apiRuntime pypy), run as the stack runs it: it serves the same answers
+behind the proxy, healthy, non-root on a read-only root, and really on PyPy."""
+
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+import contract
+from rest_api_stack import API_RUNTIMES
+from tests.images import stack as images
+from tests.images.conftest import STACK_START_TIMEOUT
+from tests.images.stack import Running, Stack, get, wait_for
+
+pytestmark = pytest.mark.engine
+
+PYPY = API_RUNTIMES["pypy"]
+
+
+@pytest.fixture(scope="module")
+def pypy_api(docker_client: docker.DockerClient, base_images: dict[str, str]) -> Iterator[str]:
+    built = images.build_image(
+        docker_client,
+        images.REPO_ROOT / contract.API_CONTEXT,
+        base_images["pypy"],
+        PYTHON=PYPY.python,
+        SOURCE_BUILDS=PYPY.source_builds,
+    )
+    yield built.tag
+    images.remove_image(docker_client, built.tag, prune=False)
+
+
+@pytest.fixture
+def on_pypy(stack: Stack, pypy_api: str) -> Running:
+    stack.create_network()
+    warm = {"GUNICORN_WARMUP_REQUESTS": str(PYPY.warmup_requests)}
+    api = stack.start_api(image=pypy_api, environment=warm, mem_limit="768m")
+    proxy = stack.start_proxy()
+    running = Running(stack, api, proxy)
+    wait_for(
+        lambda: get(f"{running.url}/"),
+        lambda response: response.status_code == 200,
+        timeout=STACK_START_TIMEOUT,
+        what="GET / through the proxy, API on PyPy",
+    )
+    return running
+
+
+def test_pypy_serves_the_same_answers_through_the_proxy(on_pypy: Running) -> None:
+    response = get(f"{on_pypy.url}/")
+    assert response.json() == {"message": "Hello, Being!"}
+    assert get(f"{on_pypy.url}/swagger").json()["swagger"] == "2.0"
+
+
+def test_the_api_runs_on_pypy_as_a_non_root_user(on_pypy: Running) -> None:
+    implementation = on_pypy.api.exec_run(
+        ["python", "-c", "import platform; print(platform.python_implementation())"]
+    )
+    assert implementation.output.decode().strip() == "PyPy"
+    assert on_pypy.api.exec_run(["id", "-u"]).output.decode().strip() == "10001"
+
+
+def test_the_pypy_api_becomes_healthy(on_pypy: Running) -> None:
+    def health() -> str:
+        on_pypy.api.reload()
+        return str(on_pypy.api.attrs["State"]["Health"]["Status"])
+
+    wait_for(health, lambda status: status == "healthy", timeout=60, what="PyPy API healthy")
