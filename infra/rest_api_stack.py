@@ -16,7 +16,7 @@ import pulumi_docker as docker
 import contract
 import stack_ca
 from health_gate import ContainerHealthy
-from settings import Settings, Tls
+from settings import Settings, Tls, local_address
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Sizes of the writable tmpfs mounts on otherwise read-only root filesystems.
@@ -110,9 +110,7 @@ def base_image_id(name: str, opts: pulumi.InvokeOptions) -> str:
 def proxy_url(bind_address: str, port: int, tls: Tls) -> str:
     """The URL clients use: the bind address (an all-interfaces bind via loopback), or with
     HTTPS the first host name when the certificate doesn't name the address."""
-    address = ipaddress.ip_address(bind_address)
-    if address.is_unspecified:
-        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    address = local_address(bind_address)
     host = f"[{address}]" if address.version == 6 else str(address)
     if not tls.enabled:
         return f"http://{host}:{port}"

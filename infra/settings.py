@@ -327,33 +327,39 @@ class Tls:
         return self.mode != "off"
 
 
-def default_host_names(bind_address: str) -> tuple[str, ...]:
-    """localhost and the bind address; an all-interfaces bind by its loopback address (the
-    host's own names are unknown here: set tlsHostNames)."""
+def local_address(bind_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address clients on this host reach the proxy at: the bind address, or for an
+    all-interfaces bind its loopback address."""
     address = ipaddress.ip_address(bind_address)
     if address.is_unspecified:
-        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-    return ("localhost", str(address))
+        return ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    return address
 
 
-def _runtime_problems(values: dict[str, Any]) -> list[str]:
-    if values["api_runtime"] == "pypy" and values["api_memory_mb"] < PYPY_MEMORY_MB:
+def default_host_names(bind_address: str) -> tuple[str, ...]:
+    """localhost and the address clients on this host use (the host's own names are unknown
+    here: set tlsHostNames)."""
+    return ("localhost", str(local_address(bind_address)))
+
+
+def _runtime_problems(settings: Settings) -> list[str]:
+    if settings.api_runtime == "pypy" and settings.api_memory_mb < PYPY_MEMORY_MB:
         return [
-            f"apiMemoryMb: {values['api_memory_mb']} MiB is too little for apiRuntime pypy (its"
+            f"apiMemoryMb: {settings.api_memory_mb} MiB is too little for apiRuntime pypy (its"
             f" JIT and heap took 580-660 MiB under load); set {PYPY_MEMORY_MB} or more"
         ]
     return []
 
 
-def _tls_problems(values: dict[str, Any], project: str) -> list[str]:
+def _tls_problems(settings: Settings, project: str) -> list[str]:
     """What the TLS keys get wrong together, and in "provided" mode the certificate and key
     themselves (parsed, matching, in their validity period, valid for the host names)."""
-    mode, redirect = values["tls_mode"], values["http_redirect_port"]
-    certificate, key = values["tls_certificate"], values["tls_private_key"]
+    tls, redirect = settings.tls, settings.http_redirect_port
+    mode, certificate, key = tls.mode, tls.certificate, tls.private_key
     problems = []
     if redirect and mode == "off":
         problems.append("httpRedirectPort: a redirect to HTTPS needs tlsMode other than off")
-    if redirect and redirect == values["proxy_port"]:
+    if redirect and redirect == settings.proxy_port:
         problems.append(f"httpRedirectPort: {redirect} is proxyPort too; give it a port of its own")
     if mode != "provided":
         given = [
@@ -377,11 +383,10 @@ def _tls_problems(values: dict[str, Any], project: str) -> list[str]:
             " < key.pem` so that it is encrypted in the stack's config and state"
         )
     if certificate and key:
-        names = values["tls_host_names"] or default_host_names(values["proxy_bind_address"])
         problems += tls_certificates.problems(
             certificate,
             key,
-            names,
+            tls.host_names,
             datetime.now(UTC),
             chain_key="tlsCertificate",
             key_key="tlsPrivateKey",
@@ -455,16 +460,18 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
     problems = [f"{key}: unknown key (known keys: {known})" for key in _unknown_keys(config.name)]
     values, invalid = read(config.get, KEYS)
     problems += invalid
-    # Checked together once each of them reads well on its own.
-    together = ("tls", "httpRedirectPort", "proxyPort", "proxyBindAddress")
-    if not any(problem.startswith(together) for problem in invalid):
-        problems += _tls_problems(values, config.name)
-    if not any(problem.startswith(("apiRuntime", "apiMemoryMb")) for problem in invalid):
-        problems += _runtime_problems(values)
+    settings = Settings(**values)
+    # Keys checked together, once each of them reads well on its own.
+    failed = {problem.split(":", 1)[0] for problem in invalid}
+    tls_keys = {"tlsMode", "tlsHostNames", "tlsCertificate", "tlsPrivateKey"}
+    if not failed & (tls_keys | {"httpRedirectPort", "proxyPort", "proxyBindAddress"}):
+        problems += _tls_problems(settings, config.name)
+    if not failed & {"apiRuntime", "apiMemoryMb"}:
+        problems += _runtime_problems(settings)
     if problems:
         raise ConfigError(
             f"invalid configuration of stack {pulumi.get_stack()!r} (nothing was created):\n  "
             + "\n  ".join(problems)
         )
     _warn_about_other_namespaces(config.name)
-    return Settings(**values)
+    return settings
