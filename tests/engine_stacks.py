@@ -8,9 +8,12 @@ failed deploy.
 
 import contextlib
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -53,20 +56,12 @@ class EngineStack:
     drift: dict[str, Any] = field(default_factory=dict)
     # Config keys set as secrets (full keys).
     secret_keys: frozenset[str] = frozenset()
+    # The stack's CA certificate in a file (tlsMode self-signed), else None.
+    ca_file: Path | None = None
 
     @property
     def url(self) -> str:
         return str(self.exports[contract.EXPORT_URL])
-
-    @property
-    def ca_file(self) -> Path | None:
-        """The stack's CA certificate in a file (tlsMode self-signed), else None."""
-        pem = self.exports.get(contract.EXPORT_CA_CERTIFICATE)
-        if pem is None:
-            return None
-        path = self.state_file.with_suffix(".ca.pem")
-        path.write_text(pem)
-        return path
 
     @property
     def settings(self) -> Settings:
@@ -104,9 +99,7 @@ class Deployments:
         self.subnets_of = subnets_of or client
         self.stacks: list[EngineStack] = []
 
-    def up(
-        self, stack: str, secrets: frozenset[str] = frozenset(), **overrides: str
-    ) -> EngineStack:
+    def up(self, stack: str, *, secrets: Collection[str] = (), **overrides: str) -> EngineStack:
         """Deploy (or update) `stack`: the config of its last deploy, else the dev stack's on a
         free port, with `overrides` on top (`secrets`: keys set with --secret). Raises what the
         program raises."""
@@ -122,7 +115,7 @@ class Deployments:
         overrides: dict[str, str],
         *,
         refresh: bool,
-        secrets: frozenset[str] = frozenset(),
+        secrets: Collection[str] = (),
     ) -> EngineStack:
         earlier = [record for record in self.stacks if record.name == stack]
         base = earlier[-1].config if earlier else self.default_config()
@@ -137,7 +130,11 @@ class Deployments:
         if refresh:
             mocks.refresh()
         record.exports = run_program(mocks, stack, record.config, PROJECT, record.secret_keys)
-        trust(record.exports.get(contract.EXPORT_CA_CERTIFICATE))
+        ca_pem = record.exports.get(contract.EXPORT_CA_CERTIFICATE)
+        if ca_pem:
+            record.ca_file = record.state_file.with_suffix(".ca.pem")
+            record.ca_file.write_text(ca_pem)
+        trust(ca_pem)
         record.summary = mocks.finish()
         record.drift = mocks.drift()
         return record
@@ -165,6 +162,30 @@ class Deployments:
                     self.client.images.remove(f"{PROJECT}-{name}-{role}:{name}")
         if failures:
             raise failures[0]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a stack's proxy answers on this host: its port and, for HTTPS, the CA to verify
+    it by (None: plain HTTP)."""
+
+    port: int
+    ca_file: Path | None
+
+
+def port_of(stack: EngineStack) -> Endpoint:
+    https = stack.url.startswith("https://")
+    return Endpoint(int(stack.url.rsplit(":", 1)[1]), stack.ca_file if https else None)
+
+
+def connect(endpoint: Endpoint, timeout: float = 10.0) -> socket.socket:
+    """A connection to the proxy: TLS (HTTP/1.1, the certificate verified) for HTTPS."""
+    sock = socket.create_connection(("127.0.0.1", endpoint.port), timeout=timeout)
+    if endpoint.ca_file is None:
+        return sock
+    context = ssl.create_default_context(cafile=str(endpoint.ca_file))
+    context.set_alpn_protocols(["http/1.1"])
+    return context.wrap_socket(sock, server_hostname="127.0.0.1")
 
 
 def trust(ca_pem: str | None) -> None:

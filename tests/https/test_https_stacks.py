@@ -1,7 +1,6 @@
 """HTTPS on the real engine: the default stack and one with a provided certificate, each
 scanned by testssl.sh; the provided certificate rotated under a stream of requests."""
 
-import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,16 @@ from engine_harness.free_resources import free_port
 from engine_harness.request_stream import RequestStream
 from tests.certificates import Authority
 from tests.conftest import Up
-from tests.engine_stacks import Deployments, EngineStack, new_stack_name, smoke, trust
+from tests.engine_stacks import (
+    Deployments,
+    Endpoint,
+    EngineStack,
+    connect,
+    new_stack_name,
+    port_of,
+    smoke,
+    trust,
+)
 from tests.https.conftest import Finding, Scan
 
 pytestmark = pytest.mark.engine
@@ -26,10 +34,6 @@ Record = Callable[[str, object], None]
 # add one, and a per-stack CA runs none): testssl rates that HIGH. The only finding allowed
 # above MEDIUM, and only for self-signed stacks; the provided stack below has none at all.
 SELF_SIGNED_ALLOWED = {"cert_revocation"}
-
-
-def port_of(stack: EngineStack) -> int:
-    return int(stack.url.rsplit(":", 1)[1])
 
 
 def finding(findings: list[Finding], id_: str) -> str:
@@ -53,12 +57,10 @@ def assert_sound(findings: list[Finding], allowed: set[str]) -> None:
     assert not failed, failed
 
 
-def served_serial(port: int, ca_file: Path) -> int:
-    context = ssl.create_default_context(cafile=str(ca_file))
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-    ):
+def served_serial(stack: EngineStack, ca_file: Path) -> int:
+    """The serial number of the certificate the stack's proxy serves, verified by `ca_file`."""
+    with connect(Endpoint(port_of(stack).port, ca_file)) as tls:
+        assert isinstance(tls, ssl.SSLSocket)
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
@@ -75,7 +77,7 @@ def test_the_default_stack_serves_sound_https(
     # The keys are secrets in the harness's state, as in Pulumi's: never in plain text.
     assert "PRIVATE KEY" not in stack.state_file.read_text()
 
-    findings = testssl(port_of(stack), stack.ca_file, "self-signed")
+    findings = testssl(port_of(stack).port, stack.ca_file, "self-signed")
     assert_sound(findings, SELF_SIGNED_ALLOWED)
     assert finding(findings, "cert_chain_of_trust").startswith("passed")
     record_property(
@@ -114,10 +116,10 @@ def test_a_provided_certificate_is_served_scanned_and_rotated(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "redirects to HTTPS (308)" in result.stdout
 
-    findings = testssl(port_of(stack), ca_file, "provided")
+    findings = testssl(port_of(stack).port, ca_file, "provided")
     assert_sound(findings, set())
     assert "63072000 seconds" in finding(findings, "HSTS_time")
-    served = served_serial(port_of(stack), ca_file)
+    served = served_serial(stack, ca_file)
 
     # Rotation: a new certificate and key in config reach the proxy on the next `up`.
     new_chain, new_key = ca.issue(["localhost", "127.0.0.1"], revocation=True)
@@ -128,10 +130,9 @@ def test_a_provided_certificate_is_served_scanned_and_rotated(
     record_property(
         "figure", f"certificate rotation: no answer for {gap:.2f} s; {stream.tally.summary()}"
     )
-    assert served_serial(port_of(rotated), ca_file) != served
-    assert x509.load_pem_x509_certificate(new_chain.encode()).serial_number == served_serial(
-        port_of(rotated), ca_file
-    )
+    now_served = served_serial(rotated, ca_file)
+    assert now_served != served
+    assert x509.load_pem_x509_certificate(new_chain.encode()).serial_number == now_served
     assert f"{stack.name}-proxy" in " ".join(rotated.summary.replaced)
     assert 0 < gap < 10, stream.tally.summary()
     assert all(r.outcome == "200" for r in stream.tally.results[-200:])

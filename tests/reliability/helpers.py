@@ -4,12 +4,10 @@ and the checks every proxy answer must pass."""
 import contextlib
 import json
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -18,7 +16,7 @@ import requests
 from docker.models.containers import Container
 
 import contract
-from tests.engine_stacks import PROJECT, EngineStack
+from tests.engine_stacks import PROJECT, Endpoint, EngineStack, connect
 
 T = TypeVar("T")
 # Every request has a timeout: a hang is a failure, not a stuck test run.
@@ -41,30 +39,6 @@ def eventually(check: Callable[[], T], timeout: float, interval: float = 0.25) -
             if time.monotonic() >= deadline:
                 raise AssertionError(f"not so within {timeout:.0f}s; last seen: {e}") from e
         time.sleep(interval)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a stack's proxy answers on this host: its port and, for HTTPS, the CA to verify
-    it by (None: plain HTTP)."""
-
-    port: int
-    ca_file: Path | None
-
-
-def port_of(stack: EngineStack) -> Endpoint:
-    https = stack.url.startswith("https://")
-    return Endpoint(int(stack.url.rsplit(":", 1)[1]), stack.ca_file if https else None)
-
-
-def connect(endpoint: Endpoint, timeout: float = REQUEST_TIMEOUT) -> socket.socket:
-    """A connection to the proxy: TLS (HTTP/1.1, the certificate verified) for HTTPS."""
-    sock = socket.create_connection(("127.0.0.1", endpoint.port), timeout=timeout)
-    if endpoint.ca_file is None:
-        return sock
-    context = ssl.create_default_context(cafile=str(endpoint.ca_file))
-    context.set_alpn_protocols(["http/1.1"])
-    return context.wrap_socket(sock, server_hostname="127.0.0.1")
 
 
 def tag_image(client: docker.DockerClient, source: str, reference: str) -> None:

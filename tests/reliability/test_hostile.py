@@ -20,19 +20,17 @@ import requests
 
 import contract
 from tests.conftest import TEST_LABEL
-from tests.engine_stacks import PROJECT, Deployments, EngineStack, new_stack_name
+from tests.engine_stacks import PROJECT, Deployments, EngineStack, connect, new_stack_name, port_of
 from tests.reliability.helpers import (
     REQUEST_TIMEOUT,
     RawResponse,
     api_containers,
     assert_proxy_error,
     assert_security_headers,
-    connect,
     eventually,
     exchange,
     get,
     lifetimes,
-    port_of,
     stack_containers,
 )
 

@@ -15,12 +15,10 @@ import requests
 from docker.models.containers import Container
 
 import contract
-from tests.engine_stacks import EngineStack
+from tests.engine_stacks import EngineStack, connect, port_of
 from tests.reliability.helpers import (
     REQUEST_TIMEOUT,
-    connect,
     lifetimes,
-    port_of,
     read_response,
     stack_containers,
 )
