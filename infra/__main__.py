@@ -1,10 +1,11 @@
 """Deploys the Flask-Rebar REST API behind an nginx reverse proxy on the local Docker engine.
 
-Two images built from service/ and proxy/, a private bridge network on `networkSubnet`,
-`apiReplicas` API containers in it (replaced without downtime on later deploys), and one proxy
-container publishing `proxyPort` on `proxyBindAddress`: HTTPS by default, with a CA and
-certificate made for the stack (`tlsMode`). Exports the proxy URL, image references, network
-and container names, and the stack's CA certificate.
+Two images built from service/ and proxy/, a private network on `networkSubnet`, `apiReplicas`
+API instances on it (replaced without downtime on later deploys), and the proxy publishing
+`proxyPort`: HTTPS by default, with a CA and certificate made for the stack (`tlsMode`). As
+containers on one Docker engine, or as services on a Docker Swarm (`orchestrator`); the engine
+or the swarm's manager is pulumi-docker's `docker:host`. Exports the proxy URL, image
+references, network, container or service names, and the stack's CA certificate.
 """
 
 import pulumi
@@ -34,9 +35,13 @@ pulumi.export(contract.EXPORT_URL, rest_api.url)
 pulumi.export(contract.EXPORT_API_IMAGE, rest_api.api_image)
 pulumi.export(contract.EXPORT_PROXY_IMAGE, rest_api.proxy_image)
 pulumi.export(contract.EXPORT_NETWORK, rest_api.network_name)
-pulumi.export(contract.EXPORT_API_CONTAINERS, rest_api.api_container_names)
-pulumi.export(contract.EXPORT_PROXY_CONTAINER, rest_api.proxy_container_name)
-if rest_api.http_redirect_url is not None:
-    pulumi.export(contract.EXPORT_HTTP_REDIRECT_URL, rest_api.http_redirect_url)
-if rest_api.ca_certificate is not None:
-    pulumi.export(contract.EXPORT_CA_CERTIFICATE, rest_api.ca_certificate)
+for key, value in (
+    (contract.EXPORT_API_CONTAINERS, rest_api.api_container_names),
+    (contract.EXPORT_PROXY_CONTAINER, rest_api.proxy_container_name),
+    (contract.EXPORT_API_SERVICE, rest_api.api_service_name),
+    (contract.EXPORT_PROXY_SERVICE, rest_api.proxy_service_name),
+    (contract.EXPORT_HTTP_REDIRECT_URL, rest_api.http_redirect_url),
+    (contract.EXPORT_CA_CERTIFICATE, rest_api.ca_certificate),
+):
+    if value is not None:  # what the stack's orchestrator and settings have
+        pulumi.export(key, value)

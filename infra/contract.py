@@ -43,8 +43,11 @@ EXPORT_URL: Final = "url"
 EXPORT_API_IMAGE: Final = "apiImage"
 EXPORT_PROXY_IMAGE: Final = "proxyImage"
 EXPORT_NETWORK: Final = "network"
+# On one engine, the containers' names; on a swarm, the services'.
 EXPORT_API_CONTAINERS: Final = "apiContainers"
 EXPORT_PROXY_CONTAINER: Final = "proxyContainer"
+EXPORT_API_SERVICE: Final = "apiService"
+EXPORT_PROXY_SERVICE: Final = "proxyService"
 # The stack's own CA certificate (PEM), with tlsMode self-signed: what clients verify it by.
 EXPORT_CA_CERTIFICATE: Final = "caCertificate"
 # The plain-HTTP port's URL (httpRedirectPort): it redirects to `url`.

@@ -14,50 +14,28 @@ import pulumi
 import pulumi_docker as docker
 
 import contract
-import stack_ca
+import swarm
 from health_gate import ContainerHealthy
-from settings import Settings, Tls, local_address
+from instance_specs import (
+    API_RUNTIMES,
+    API_STOP_GRACE_SECONDS,
+    LOG_DRIVER,
+    PROXY_STOP_GRACE_SECONDS,
+    PROXY_SYSCTLS,
+    TMPFS_OPTIONS,
+    ProxyTls,
+    api_environment,
+    labels,
+    proxy_environment,
+    proxy_tls,
+    proxy_url,
+)
+from settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Sizes of the writable tmpfs mounts on otherwise read-only root filesystems.
-TMPFS_OPTIONS = "rw,noexec,nosuid,nodev,size=16m"
-# Docker's `local` log driver: rotated and compressed by default (5 files of 20 MB at most), so
-# a chatty container can't fill the host's disk, with no options to declare (json-file needs
-# them, and Docker merges a host's daemon.json `log-opts` into declared ones, which
-# pulumi-docker then reads back as a change on every `pulumi up`).
-LOG_DRIVER = "local"
 # A new container must report healthy within this long, or the deploy fails (and the previous
 # release keeps serving: see RestApiStack). It fails sooner when Docker calls it unhealthy.
 HEALTHY_WITHIN_SECONDS = 60
-# gunicorn's time for in-flight requests after SIGTERM, and the time Docker gives an API
-# container between SIGTERM and SIGKILL when the deploy removes it: the first stays below the
-# second (after its workers exit, gunicorn lingers 2 s more, refusing connections), so a stop
-# is graceful.
-API_GRACEFUL_TIMEOUT_SECONDS = 8
-API_STOP_GRACE_SECONDS = 15
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """One of the API's Python runtimes (apiRuntime)."""
-
-    # The base image when apiBaseImage is unset (None: the Dockerfile's own).
-    base_image: str | None
-    # The interpreter the image's virtualenv is made with (the PYTHON build argument).
-    python: str
-    # Packages without a wheel for it, built from source (the SOURCE_BUILDS build argument).
-    source_builds: str
-    # Requests gunicorn sends the app in-process before it listens, for the JIT to compile the
-    # hot path: measured, a PyPy worker then reaches full speed in about 5 s rather than 9.
-    warmup_requests: int
-
-
-API_RUNTIMES: dict[str, Runtime] = {
-    "cpython": Runtime(None, "python3", "", 0),
-    "pypy": Runtime("pypy:3.11-slim", "pypy3", "markupsafe", 2000),
-}
-# nginx's graceful stop (SIGQUIT, the image's STOPSIGNAL) lets requests in flight finish.
-PROXY_STOP_GRACE_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -107,19 +85,6 @@ def base_image_id(name: str, opts: pulumi.InvokeOptions) -> str:
     return ""
 
 
-def proxy_url(bind_address: str, port: int, tls: Tls) -> str:
-    """The URL clients use: the bind address (an all-interfaces bind via loopback), or with
-    HTTPS the first host name when the certificate doesn't name the address."""
-    address = local_address(bind_address)
-    host = f"[{address}]" if address.version == 6 else str(address)
-    if not tls.enabled:
-        return f"http://{host}:{port}"
-    if str(address) not in tls.host_names:
-        host = tls.host_names[0]
-        host = f"[{host}]" if ":" in host else host
-    return f"https://{host}:{port}"
-
-
 def published(settings: Settings, internal: int, external: int) -> docker.ContainerPortArgs:
     """A proxy port published on the host, on the configured address only."""
     return docker.ContainerPortArgs(
@@ -130,32 +95,6 @@ def published(settings: Settings, internal: int, external: int) -> docker.Contai
     )
 
 
-def proxy_tls(
-    name: str, tls: Tls, parent: pulumi.Resource
-) -> tuple[list[pulumi.Input[str]], pulumi.Output[str] | None]:
-    """The proxy's TLS environment (the key as a secret) and, with a CA of the stack's own,
-    its certificate: none, for plain HTTP."""
-    if tls.mode == "off":
-        return [], None
-    if tls.mode == "provided":
-        assert tls.certificate is not None and tls.private_key is not None  # settings checks
-        certificate: pulumi.Output[str] = pulumi.Output.from_input(tls.certificate)
-        private_key: pulumi.Output[str] = pulumi.Output.from_input(tls.private_key)
-        ca_certificate = None
-    else:
-        issued = stack_ca.issue(name, name, tls.host_names, parent)
-        certificate, private_key = issued.certificate, issued.private_key
-        ca_certificate = issued.ca_certificate
-    envs: list[pulumi.Input[str]] = [
-        certificate.apply(lambda pem: f"TLS_CERTIFICATE={pem.strip()}"),
-        pulumi.Output.secret(private_key.apply(lambda pem: f"TLS_PRIVATE_KEY={pem.strip()}")),
-        # Browsers remember HSTS and then refuse a certificate they don't trust, with no way
-        # past the warning: only for a provided (trusted) certificate.
-        f"HSTS={'on' if tls.mode == 'provided' else 'off'}",
-    ]
-    return envs, ca_certificate
-
-
 def gateway(subnet: str) -> str:
     """The subnet's first address, which Docker would pick anyway. Declared, so that what the
     provider reads back from the network equals the inputs and no change is ever planned."""
@@ -163,15 +102,23 @@ def gateway(subnet: str) -> str:
 
 
 class RestApiStack(pulumi.ComponentResource):
-    """A bridge network, the API and proxy images, `apiReplicas` API containers and the proxy.
+    """The API and proxy images, and the stack on the orchestrator `orchestrator` names.
 
-    Deploys after the first replace API containers without downtime: each API container is
-    auto-named (its logical name plus a random suffix), so a changed one is replaced
-    create-before-delete: the new container starts beside the old one, Pulumi waits for it to
-    be healthy, and removes the old one (gracefully) only at the end of the deployment. The
-    proxy follows the containers by their network alias, so it is never changed for them.
-    A release that never becomes healthy fails the deploy, and the old containers keep serving.
-    The proxy owns the published port: a change to it replaces it delete-first (a short gap).
+    On one Docker engine (`engine`, the default): a bridge network, `apiReplicas` API
+    containers and one proxy container publishing `proxyPort` on `proxyBindAddress`, each
+    container followed by a health gate. Deploys after the first replace API containers without
+    downtime: each API container is auto-named (its logical name plus a random suffix), so a
+    changed one is replaced create-before-delete: the new container starts beside the old one,
+    Pulumi waits for it to be healthy, and removes the old one (gracefully) only at the end of
+    the deployment. The proxy follows the containers by their network alias, so it is never
+    changed for them. A release that never becomes healthy fails the deploy, and the old
+    containers keep serving. The proxy owns the published port: a change to it replaces it
+    delete-first (a short gap).
+
+    On a Docker Swarm (`swarm`): an overlay network, the API and proxy as services and, with
+    HTTPS, the certificate and key as Docker secrets; swarm.py says how they deploy.
+
+    With tlsMode self-signed, both add the stack's CA and the proxy's certificate (stack_ca.py).
     """
 
     url: pulumi.Output[str]
@@ -182,16 +129,78 @@ class RestApiStack(pulumi.ComponentResource):
     api_image: pulumi.Output[str]
     proxy_image: pulumi.Output[str]
     network_name: pulumi.Output[str]
-    api_container_names: pulumi.Output[list[str]]
-    proxy_container_name: pulumi.Output[str]
+    # On one engine: the containers' names; on a swarm: the services'.
+    api_container_names: pulumi.Output[list[str]] | None
+    proxy_container_name: pulumi.Output[str] | None
+    api_service_name: pulumi.Output[str] | None
+    proxy_service_name: pulumi.Output[str] | None
 
     def __init__(
         self, name: str, args: RestApiStackArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("pulumi-flask-rebar:index:RestApiStack", name, None, opts)
         settings = args.settings
-        child = pulumi.ResourceOptions(parent=self)
+        api_image = self._image(f"{name}-api-image", args, contract.API_CONTEXT, "api")
+        proxy_image = self._image(f"{name}-proxy-image", args, contract.PROXY_CONTEXT, "proxy")
+        url = proxy_url(settings)
+        tls = proxy_tls(name, settings.tls, self)
+        self.ca_certificate = tls.ca_certificate if tls is not None else None
+        self.api_container_names = self.proxy_container_name = None
+        self.api_service_name = self.proxy_service_name = None
+        if settings.swarm:
+            services = swarm.deploy(
+                swarm.SwarmArgs(
+                    name=name,
+                    name_prefix=args.name_prefix,
+                    settings=settings,
+                    labels=args.labels,
+                    api_image=api_image.repo_digest,
+                    proxy_image=proxy_image.repo_digest,
+                    proxy_environment=proxy_environment(settings, url, tls),
+                    tls=tls,
+                ),
+                parent=self,
+            )
+            self.network_name = services.network_name
+            self.api_service_name = services.api_service_name
+            self.proxy_service_name = services.proxy_service_name
+        else:
+            self._engine(name, args, api_image, proxy_image, url, tls)
 
+        self.url = pulumi.Output.from_input(url)
+        self.http_redirect_url = None
+        if settings.http_redirect_port:
+            host = urlsplit(url).netloc.rsplit(":", 1)[0]
+            redirect = f"http://{host}:{settings.http_redirect_port}"
+            self.http_redirect_url = pulumi.Output.from_input(redirect)
+        self.api_image = api_image.repo_digest
+        self.proxy_image = proxy_image.repo_digest
+        self.register_outputs(
+            {
+                "url": self.url,
+                "ca_certificate": self.ca_certificate,
+                "http_redirect_url": self.http_redirect_url,
+                "api_image": self.api_image,
+                "proxy_image": self.proxy_image,
+                "network_name": self.network_name,
+                "api_container_names": self.api_container_names,
+                "proxy_container_name": self.proxy_container_name,
+                "api_service_name": self.api_service_name,
+                "proxy_service_name": self.proxy_service_name,
+            }
+        )
+
+    def _engine(
+        self,
+        name: str,
+        args: RestApiStackArgs,
+        api_image: docker.Image,
+        proxy_image: docker.Image,
+        url: str,
+        tls: ProxyTls | None,
+    ) -> None:
+        """The stack as containers on one Docker engine."""
+        settings = args.settings
         network = docker.Network(
             f"{name}-network",
             name=f"{args.name_prefix}-net",
@@ -204,33 +213,17 @@ class RestApiStack(pulumi.ComponentResource):
             ],
             labels=[
                 docker.NetworkLabelArgs(label=key, value=value)
-                for key, value in self._labels(args, contract.ROLE_NETWORK).items()
+                for key, value in labels(args.labels, contract.ROLE_NETWORK).items()
             ],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-
-        api_image = self._image(f"{name}-api-image", args, contract.API_CONTEXT, "api")
-        proxy_image = self._image(f"{name}-proxy-image", args, contract.PROXY_CONTEXT, "proxy")
-
         api_containers = [
             self._container(
                 f"{name}-api-{index}",
                 args,
                 role=contract.ROLE_API,
                 image=api_image,
-                envs=[
-                    f"PORT={contract.API_PORT}",
-                    f"API_HEALTH_PATH={contract.API_HEALTH_PATH}",
-                    f"WEB_CONCURRENCY={settings.api_workers}",
-                    f"GUNICORN_THREADS={settings.api_threads}",
-                    f"GUNICORN_GRACEFUL_TIMEOUT={API_GRACEFUL_TIMEOUT_SECONDS}",
-                    f"GUNICORN_WARMUP_REQUESTS={API_RUNTIMES[settings.api_runtime].warmup_requests}",
-                    # Off by default: the proxy logs every request, with the same request id,
-                    # and a second line per request costs the API a third of its CPU.
-                    f"GUNICORN_ACCESS_LOG={'on' if settings.api_access_log else 'off'}",
-                    # Only peers on the stack's own network may set X-Forwarded-* for gunicorn.
-                    f"FORWARDED_ALLOW_IPS={settings.network_subnet}",
-                ],
+                envs=[f"{key}={value}" for key, value in api_environment(settings).items()],
                 network=docker.ContainerNetworksAdvancedArgs(
                     name=network.name, aliases=[contract.API_ALIAS]
                 ),
@@ -246,8 +239,14 @@ class RestApiStack(pulumi.ComponentResource):
         ]
         api_healthy = [self._healthy(container) for container in api_containers]
 
-        url = proxy_url(settings.proxy_bind_address, settings.proxy_port, settings.tls)
-        tls_envs, self.ca_certificate = proxy_tls(name, settings.tls, self)
+        envs: list[pulumi.Input[str]] = [
+            f"{key}={value}" for key, value in proxy_environment(settings, url, tls).items()
+        ]
+        if tls is not None:
+            # The key as a secret; the proxy writes both to its tmpfs and drops them from its
+            # environment (proxy/entrypoint.sh).
+            envs.append(tls.certificate.apply(lambda pem: f"TLS_CERTIFICATE={pem.strip()}"))
+            envs.append(tls.private_key.apply(lambda pem: f"TLS_PRIVATE_KEY={pem.strip()}"))
         served = contract.PROXY_HTTPS_PORT if settings.tls.enabled else contract.PROXY_HTTP_PORT
         ports = [published(settings, served, settings.proxy_port)]
         if settings.http_redirect_port:
@@ -257,24 +256,12 @@ class RestApiStack(pulumi.ComponentResource):
             args,
             role=contract.ROLE_PROXY,
             image=proxy_image,
-            envs=[
-                # The alias, which nginx resolves again every second: it follows the API
-                # containers as deploys replace them, and the proxy never changes for them.
-                f"API_UPSTREAM={contract.API_ALIAS}:{contract.API_PORT}",
-                # The API sees this Host, never the client's (the spec's `host` comes from it).
-                f"PUBLIC_HOST={urlsplit(url).netloc}",
-                f"RATE_LIMIT_RPS={settings.rate_limit_per_second}",
-                *tls_envs,
-            ],
+            envs=envs,
             network=docker.ContainerNetworksAdvancedArgs(name=network.name),
             memory_mb=settings.proxy_memory_mb,
             user=contract.PROXY_USER,
             ports=ports,
-            # Beyond its keep-alive pool (bursts, replaced API containers), nginx opens upstream
-            # connections and closes them first: without reuse, TIME_WAIT fills its source
-            # ports under sustained load and throughput collapses (bench/results/results.md,
-            # "Sustained load"). Namespaced: this container only.
-            sysctls={"net.ipv4.tcp_tw_reuse": "1"},
+            sysctls=PROXY_SYSCTLS,
             stop_grace_seconds=PROXY_STOP_GRACE_SECONDS,
             opts=pulumi.ResourceOptions(
                 # A fixed name: it owns the published port, which the old container must
@@ -287,30 +274,9 @@ class RestApiStack(pulumi.ComponentResource):
             docker_name=f"{args.name_prefix}-proxy",
         )
         self._healthy(proxy)
-
-        self.url = pulumi.Output.from_input(url)
-        self.http_redirect_url = None
-        if settings.http_redirect_port:
-            host = urlsplit(url).netloc.rsplit(":", 1)[0]
-            redirect = f"http://{host}:{settings.http_redirect_port}"
-            self.http_redirect_url = pulumi.Output.from_input(redirect)
-        self.api_image = api_image.repo_digest
-        self.proxy_image = proxy_image.repo_digest
         self.network_name = network.name
         self.api_container_names = pulumi.Output.all(*[c.name for c in api_containers])
         self.proxy_container_name = proxy.name
-        self.register_outputs(
-            {
-                "url": self.url,
-                "ca_certificate": self.ca_certificate,
-                "http_redirect_url": self.http_redirect_url,
-                "api_image": self.api_image,
-                "proxy_image": self.proxy_image,
-                "network_name": self.network_name,
-                "api_container_names": self.api_container_names,
-                "proxy_container_name": self.proxy_container_name,
-            }
-        )
 
     def _healthy(self, container: docker.Container) -> ContainerHealthy:
         """The deploy goes on once the container is healthy, or fails saying why (a new
@@ -321,10 +287,6 @@ class RestApiStack(pulumi.ComponentResource):
             HEALTHY_WITHIN_SECONDS,
             opts=pulumi.ResourceOptions(parent=self),
         )
-
-    @staticmethod
-    def _labels(args: RestApiStackArgs, role: str) -> dict[str, str]:
-        return dict(sorted({**args.labels, contract.LABEL_ROLE: role}.items()))
 
     def _image(
         self, resource_name: str, args: RestApiStackArgs, context: str, role: str
@@ -342,9 +304,11 @@ class RestApiStack(pulumi.ComponentResource):
             if role == "api"
             else {}
         )
+        registry = settings.image_registry
+        repository = f"{args.name_prefix}-{role}:{args.image_tag}"
         return docker.Image(
             resource_name,
-            image_name=f"{args.name_prefix}-{role}:{args.image_tag}",
+            image_name=f"{registry}/{repository}" if registry else repository,
             build=docker.DockerBuildArgs(
                 context=build_context(context),
                 dockerfile=build_context(f"{context}/Dockerfile"),
@@ -358,8 +322,11 @@ class RestApiStack(pulumi.ComponentResource):
                     **interpreter,
                 },
             ),
-            # Local images only: the containers run on the engine that built them.
-            skip_push=True,
+            # Without a registry the images stay on the engine that built them, which runs
+            # them (one engine, or a one-node swarm). With one, every node pulls them from it,
+            # by digest (the registry's login: pulumi-docker's `docker:registryAuth`).
+            skip_push=registry is None,
+            registry=docker.RegistryArgs(server=registry.split("/", 1)[0]) if registry else None,
             opts=pulumi.ResourceOptions(parent=self),
         )
 
@@ -388,14 +355,13 @@ class RestApiStack(pulumi.ComponentResource):
             name=docker_name,
             # By digest: a rebuilt image replaces the container, an unchanged one doesn't.
             image=image.repo_digest,
-            # The process limit each image applies itself (see gunicorn.conf.py, entrypoint.sh).
-            envs=[*envs, f"PROCESS_LIMIT={args.settings.process_limit}"],
+            envs=envs,
             networks_advanced=[network],
             ports=ports,
             sysctls=sysctls,
             labels=[
                 docker.ContainerLabelArgs(label=key, value=value)
-                for key, value in self._labels(args, role).items()
+                for key, value in labels(args.labels, role).items()
             ],
             user=user,
             read_only=True,

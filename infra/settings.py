@@ -189,6 +189,16 @@ PYPY_MEMORY_MB: Final = 768
 # HTTPS at the proxy: a CA and certificate made per stack (the default), a certificate chain and
 # key given in config, or none (plain HTTP, for a TLS-terminating load balancer in front).
 TLS_MODES: Final = ("self-signed", "provided", "off")
+# Where the stack runs: containers on one Docker engine, or services on a Docker Swarm
+# (infra/swarm.py).
+ORCHESTRATORS: Final = ("engine", "swarm")
+# The keys that only a swarm reads, and the one it can't apply (Swarm publishes a host-mode port
+# on every interface of a node: no bind address).
+SWARM_ONLY: Final = ("imageRegistry", "proxyReplicas", "proxyConstraints", "overlayEncrypted")
+# A registry the images are pushed to: host[:port] and an optional path, no scheme.
+REGISTRY: Final = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?(?:/{_COMPONENT})*$")
+# A Swarm placement constraint: node.<attribute> or engine.labels.<name>, == or !=, a value.
+CONSTRAINT: Final = re.compile(r"^(node|engine)\.[A-Za-z0-9_.-]+ *(==|!=) *[A-Za-z0-9_.:/-]+$")
 
 # Every key the program reads, in the order the docs list them.
 KEYS: Final[tuple[Key, ...]] = (
@@ -271,6 +281,40 @@ KEYS: Final[tuple[Key, ...]] = (
     integer(
         "httpRedirectPort", 0, 0, 65535, "host port of a plain-HTTP redirect to HTTPS; 0 = none"
     ),
+    text(
+        "publicHost",
+        "host name or address clients reach the proxy at; unset: the bind address (swarm:"
+        " localhost)",
+        "a DNS name or an IP address (e.g. api.example.com)",
+        tls_certificates.is_host_name,
+    ),
+    one_of(
+        "orchestrator",
+        "containers on one Docker engine, or services on a Docker Swarm (docker:host: its manager)",
+        ORCHESTRATORS,
+        "engine",
+    ),
+    text(
+        "imageRegistry",
+        "swarm: registry the images are pushed to and every node pulls from; unset: images stay"
+        " on the engine that builds them (a one-node swarm)",
+        "a registry host[:port] with an optional path, no scheme"
+        " (e.g. registry.example.com:5000/team)",
+        lambda value: len(value) <= 200 and REGISTRY.match(value) is not None,
+    ),
+    integer("proxyReplicas", 1, 1, 64, "swarm: nodes that run a proxy (one per node)"),
+    text_list(
+        "proxyConstraints",
+        "swarm: placement constraints of the proxy's nodes",
+        "Swarm constraints such as node.role==manager or node.labels.edge==true",
+        lambda value: CONSTRAINT.match(value) is not None,
+        default=None,
+    ),
+    boolean(
+        "overlayEncrypted",
+        False,
+        "swarm: IPsec between nodes on the stack's overlay network (needs the kernel's ESP)",
+    ),
 )
 KEYS_BY_NAME: Final = {key.name: key for key in KEYS}
 
@@ -305,10 +349,32 @@ class Settings:
     tls_certificate: str | None
     tls_private_key: str | None = field(repr=False)
     http_redirect_port: int
+    # None: the bind address's (engine) or localhost (swarm).
+    public_host: str | None
+    orchestrator: str
+    # None: no registry (images stay on the engine that builds them).
+    image_registry: str | None
+    proxy_replicas: int
+    # None: any node.
+    proxy_constraints: tuple[str, ...] | None
+    overlay_encrypted: bool
+
+    @property
+    def swarm(self) -> bool:
+        return self.orchestrator == "swarm"
+
+    @property
+    def host(self) -> str:
+        """The host clients reach the proxy at (a name, or an address without brackets)."""
+        if self.public_host:
+            return self.public_host
+        return "localhost" if self.swarm else str(local_address(self.proxy_bind_address))
 
     @property
     def tls(self) -> "Tls":
         names = self.tls_host_names or default_host_names(self.proxy_bind_address)
+        if not self.tls_host_names and self.public_host:
+            names = (self.public_host, *[name for name in names if name != self.public_host])
         return Tls(self.tls_mode, names, self.tls_certificate, self.tls_private_key)
 
 
@@ -347,6 +413,25 @@ def _runtime_problems(settings: Settings) -> list[str]:
         return [
             f"apiMemoryMb: {settings.api_memory_mb} MiB is too little for apiRuntime pypy (its"
             f" JIT and heap took 580-660 MiB under load); set {PYPY_MEMORY_MB} or more"
+        ]
+    return []
+
+
+def _orchestrator_problems(settings: Settings, configured: set[str]) -> list[str]:
+    """Keys that the chosen orchestrator would not apply (a swarm key at its default is
+    harmless: `pulumi new` writes every default)."""
+    if not settings.swarm:
+        return [
+            f"{name}: applies with orchestrator swarm only (this stack's is engine)"
+            for name in SWARM_ONLY
+            if getattr(settings, KEYS_BY_NAME[name].field) != KEYS_BY_NAME[name].default
+        ]
+    if "proxyBindAddress" in configured:
+        return [
+            "proxyBindAddress: not applied with orchestrator swarm: a Swarm service publishes"
+            " its port on every interface of each node that runs it. Delete the key from the"
+            " stack's config, and limit who reaches proxyPort with the nodes' firewall; set"
+            " publicHost to the name clients use"
         ]
     return []
 
@@ -468,6 +553,9 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         problems += _tls_problems(settings, config.name)
     if not failed & {"apiRuntime", "apiMemoryMb"}:
         problems += _runtime_problems(settings)
+    if "orchestrator" not in failed:
+        configured = {key.name for key in KEYS if config.get(key.name) is not None}
+        problems += _orchestrator_problems(settings, configured)
     if problems:
         raise ConfigError(
             f"invalid configuration of stack {pulumi.get_stack()!r} (nothing was created):\n  "

@@ -16,6 +16,8 @@
 #                     and redirects the rest to HTTPS. Written to /tmp/nginx/tls (readable by
 #                     nginx's user alone) and removed from nginx's environment. Neither: plain
 #                     HTTP on 8080.
+#   TLS_CERTIFICATE_FILE  the same as files, e.g. Docker secrets in /run/secrets (a Swarm
+#   TLS_PRIVATE_KEY_FILE  service's): nginx reads them where they are, nothing is copied.
 #   HSTS              on: Strict-Transport-Security on every HTTPS response (default off; only
 #                     with a certificate browsers trust)
 #   PROCESS_LIMIT     processes and threads nginx's user may run (RLIMIT_NPROC), a fork-bomb
@@ -79,7 +81,18 @@ case $hsts in on | off) ;; *) fail "HSTS='$hsts' is not on or off" ;; esac
 
 mkdir -p /tmp/nginx
 tls=off
-if [ -n "${TLS_CERTIFICATE:-}${TLS_PRIVATE_KEY:-}" ]; then
+if [ -n "${TLS_CERTIFICATE_FILE:-}${TLS_PRIVATE_KEY_FILE:-}" ]; then
+    [ -z "${TLS_CERTIFICATE:-}${TLS_PRIVATE_KEY:-}" ] \
+        || fail "TLS_CERTIFICATE_FILE and TLS_CERTIFICATE (or the keys'): give the files or the values, not both"
+    for file in "${TLS_CERTIFICATE_FILE:-}" "${TLS_PRIVATE_KEY_FILE:-}"; do
+        [ -n "$file" ] || fail "TLS_CERTIFICATE_FILE and TLS_PRIVATE_KEY_FILE go together: set both (HTTPS) or neither"
+        [ -r "$file" ] || fail "TLS file '$file' is not readable by uid $(id -u)"
+    done
+    tls=on
+    mkdir -p /tmp/nginx/tls
+    ln -sf "$TLS_CERTIFICATE_FILE" /tmp/nginx/tls/certificate.pem
+    ln -sf "$TLS_PRIVATE_KEY_FILE" /tmp/nginx/tls/private-key.pem
+elif [ -n "${TLS_CERTIFICATE:-}${TLS_PRIVATE_KEY:-}" ]; then
     [ -n "${TLS_CERTIFICATE:-}" ] && [ -n "${TLS_PRIVATE_KEY:-}" ] \
         || fail "TLS_CERTIFICATE and TLS_PRIVATE_KEY go together: set both (HTTPS) or neither"
     tls=on
@@ -89,9 +102,11 @@ if [ -n "${TLS_CERTIFICATE:-}${TLS_PRIVATE_KEY:-}" ]; then
         printf '%s\n' "$TLS_CERTIFICATE" >/tmp/nginx/tls/certificate.pem
         printf '%s\n' "$TLS_PRIVATE_KEY" >/tmp/nginx/tls/private-key.pem
     )
+fi
+if [ "$tls" = on ]; then
     printf 'listen 8443 ssl default_server;\ninclude /etc/nginx/tls.conf;\n'
 else
-    [ "$hsts" = off ] || fail "HSTS=on needs HTTPS (TLS_CERTIFICATE and TLS_PRIVATE_KEY)"
+    [ "$hsts" = off ] || fail "HSTS=on needs HTTPS (TLS_CERTIFICATE and TLS_PRIVATE_KEY, or their _FILE)"
     printf 'listen 8080 default_server;\n'
 fi >/tmp/nginx/listen.conf
 {

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from settings import KEYS, KEYS_BY_NAME, Key
+from settings import KEYS, KEYS_BY_NAME, SWARM_ONLY, Key
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -48,8 +48,9 @@ def test_the_template_asks_for_every_key_as_settings_describes_it() -> None:
 
 def test_the_dev_stack_sets_every_key_to_its_default() -> None:
     """Pulumi.dev.yaml sets every key that has a default, to it; of those without one, the
-    base images name the offline images, and tlsHostNames stays unset (commented there): its
-    names follow the bind address. A secret is stored encrypted."""
+    base images name the offline images, and tlsHostNames and publicHost stay unset (commented
+    there): they follow the bind address. A secret is stored encrypted. The keys only a swarm reads
+    are Pulumi.swarm.yaml's (the program refuses them on one engine)."""
     document = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["name"]
     config = {key.split(":", 1)[1]: value for key, value in document["config"].items()}
@@ -57,7 +58,9 @@ def test_the_dev_stack_sets_every_key_to_its_default() -> None:
     missing = [
         key.name
         for key in KEYS
-        if not key.secret and key.name not in config and key.name != "tlsHostNames"
+        if not key.secret
+        and key.name not in config
+        and key.name not in ("tlsHostNames", "publicHost", *SWARM_ONLY)
     ]
     assert not missing, f"Pulumi.dev.yaml does not set {missing}"
     assert not set(config) - set(KEYS_BY_NAME), "Pulumi.dev.yaml sets unknown keys"
@@ -82,3 +85,17 @@ def test_the_readme_table_lists_every_key_with_its_default() -> None:
         else:
             assert written and written.group(1) == key.default_text, f"{key.name}: {default}"
         assert ("secret" in meaning) == key.secret, f"{key.name}: secret flag differs"
+
+
+def test_the_swarm_stack_shows_every_swarm_setting() -> None:
+    """Pulumi.swarm.yaml runs on a swarm and names every key only a swarm reads (set, or
+    commented with an example)."""
+    text = (REPO_ROOT / "Pulumi.swarm.yaml").read_text()
+    config = yaml.safe_load(text)["config"]
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["name"]
+    assert config[f"{project}:orchestrator"] == "swarm"
+    for name in SWARM_ONLY:
+        assert f"{project}:{name}:" in text, f"Pulumi.swarm.yaml does not show {name}"
+    for name, value in config.items():
+        if name.startswith(f"{project}:"):
+            KEYS_BY_NAME[name.split(":", 1)[1]].parse(str(value))
