@@ -22,22 +22,31 @@ import docker
 import docker.errors
 
 import contract
-from engine_harness.docker_mocks import CONTAINER, EngineMocks, Summary, destroy
+from engine_harness.docker_mocks import CONTAINER, EngineMocks, Summary, destroy, remove_network
+from engine_harness.engine_client import ProviderConfigError, engine_client
 from engine_harness.program import REPO_ROOT, project_name, run_program, stack_config
 
 STATE_DIR = REPO_ROOT / ".engine-state"
 
 
 def remove_labelled(client: docker.DockerClient, project: str, stack: str) -> list[str]:
-    """Containers and networks of this project and stack that no state file records (left by
-    an interrupted run). Other stacks' and unlabelled objects are never touched."""
+    """Services, containers, secrets and networks of this project and stack that no state file
+    records (left by an interrupted run). Other stacks' and unlabelled objects are never
+    touched."""
     labels = [f"{contract.LABEL_PROJECT}={project}", f"{contract.LABEL_STACK}={stack}"]
     removed = []
+    swarm = client.info().get("Swarm", {}).get("ControlAvailable", False)
+    for service in client.services.list(filters={"label": labels}) if swarm else []:
+        service.remove()
+        removed.append(service.name)
     for container in client.containers.list(all=True, filters={"label": labels}):
         container.remove(force=True)
         removed.append(container.name)
+    for secret in client.secrets.list(filters={"label": labels}) if swarm else []:
+        secret.remove()
+        removed.append(secret.name)
     for network in client.networks.list(filters={"label": labels}):
-        network.remove()
+        remove_network(client, network.id)
         removed.append(network.name)
     return removed
 
@@ -74,9 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     project = project_name()
     state_file = STATE_DIR / f"{project}-{args.stack}.json"
     try:
-        client = docker.from_env(timeout=600)
+        config = stack_config(args.stack)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    try:
+        # The engine the stack's pulumi-docker provider deploys to (docker:host, ...).
+        client = engine_client(config)
         client.ping()
-    except docker.errors.DockerException as error:
+    except (docker.errors.DockerException, ProviderConfigError) as error:
         print(f"error: no Docker engine answers: {error}", file=sys.stderr)
         return 1
     started = time.monotonic()
@@ -85,12 +100,6 @@ def main(argv: list[str] | None = None) -> int:
         removed = destroy(client, state_file) + remove_labelled(client, project, args.stack)
         print(f"stack {args.stack}: removed {len(removed)} objects {removed}", file=sys.stderr)
         return 0
-
-    try:
-        config = stack_config(args.stack)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     mocks = EngineMocks(client, state_file)
     try:
         if args.refresh:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import dill
 import docker
@@ -32,7 +32,7 @@ import docker.types
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
-from engine_harness import image_build, state_secrets, tls_resources
+from engine_harness import image_build, state_secrets, swarm_resources, tls_resources
 from engine_harness.provider_read import MIB, changes, read_back
 from engine_harness.provider_rules import (
     CONTAINER,
@@ -41,6 +41,8 @@ from engine_harness.provider_rules import (
     IMAGE,
     INIT_ERROR_KEY,
     NETWORK,
+    SECRET,
+    SERVICE,
     UNHEALTHY_ERROR,
     WAIT_POLL_SECONDS,
     deletes_first,
@@ -133,7 +135,9 @@ def _covers(options: Options, key: str) -> bool:
     return "*" in options.replace_on_changes or key in options.replace_on_changes
 
 
-def _require_known(typ: str, name: str, inputs: dict[str, Any], known: set[str]) -> None:
+def _require_known(
+    typ: str, name: str, inputs: dict[str, Any], known: set[str] | frozenset[str]
+) -> None:
     unknown = sorted(set(inputs) - known)
     if unknown:
         raise UnappliedInputError(
@@ -142,7 +146,9 @@ def _require_known(typ: str, name: str, inputs: dict[str, Any], known: set[str])
         )
 
 
-def _sub_keys(typ: str, name: str, what: str, value: dict[str, Any], known: set[str]) -> None:
+def _sub_keys(
+    typ: str, name: str, what: str, value: dict[str, Any], known: set[str] | frozenset[str]
+) -> None:
     _require_known(f"{typ} {what}", name, value, known)
 
 
@@ -168,6 +174,8 @@ class EngineMocks(pulumi.runtime.Mocks):
             NETWORK: self._network,
             IMAGE: self._image,
             CONTAINER: self._container,
+            SERVICE: self._service,
+            SECRET: self._secret,
         }
 
     # --- Pulumi's Mocks interface -----------------------------------------------------------
@@ -229,7 +237,9 @@ class EngineMocks(pulumi.runtime.Mocks):
             if not changed and not retry:
                 # Unchanged; an empty update clears init errors, checking nothing.
                 return self._keep(args, inputs, previous)
-            if not retry and not replaces(args.typ, changed, list(options.replace_on_changes)):
+            if not retry and not replaces(
+                args.typ, changed, list(options.replace_on_changes), previous.outputs, inputs
+            ):
                 return self._update(args, inputs, previous, changed)
             if deletes_first(args.typ, inputs, options.delete_before_replace):
                 if args.typ == NETWORK:
@@ -283,16 +293,23 @@ class EngineMocks(pulumi.runtime.Mocks):
         """An update in place, as the provider's Update does it: ContainerUpdate with the
         limits and restart policy, the other changed inputs written to the state alone; what
         dockerd refuses fails the deployment. The outputs are the plan's, not read back."""
-        if args.typ == CONTAINER:
-            try:
-                container_update(self.client, previous.id, inputs)
-            except docker.errors.APIError as error:
-                raise DeployError(
-                    f"updating {self._urn(args.name)} ({sorted(changed)}):"
-                    f" {error.explanation or error}"
-                ) from None
         outputs = {**previous.outputs, **{k: inputs.get(k) for k in changed}}
         record = Record(args.typ, args.name, inputs, previous.id, outputs)
+        try:
+            if args.typ == CONTAINER:
+                container_update(self.client, previous.id, inputs)
+            elif args.typ == SERVICE:
+                swarm_resources.update_service(self.client, previous.id, inputs)
+        except docker.errors.APIError as error:
+            raise DeployError(
+                f"updating {self._urn(args.name)} ({sorted(changed)}): {error.explanation or error}"
+            ) from None
+        except swarm_resources.ServiceFailed as failed:
+            # The state keeps the spec it attempted, with the error (the bridge's Update
+            # returns the planned state with an initialization error).
+            record.init_errors = [str(failed)]
+            self._record(record, previous, action="updated")
+            raise DeployError(f"updating {self._urn(args.name)}: {failed}") from None
         self._record(record, previous, action="updated")
         return previous.id, outputs
 
@@ -370,7 +387,7 @@ class EngineMocks(pulumi.runtime.Mocks):
         would plan no change."""
         found = {}
         for record in self.applied:
-            attrs = self._inspect(record) if record.typ in (CONTAINER, NETWORK) else None
+            attrs = self._inspect(record) if record.typ in ENGINE_OBJECTS else None
             if attrs is None:
                 continue
             outputs = read_back(record.typ, record.inputs, attrs)
@@ -389,7 +406,7 @@ class EngineMocks(pulumi.runtime.Mocks):
         it). Returns the names of the objects that were gone."""
         gone = []
         for record in list(self.previous.values()):
-            if record.typ not in (CONTAINER, NETWORK):
+            if record.typ not in ENGINE_OBJECTS:
                 continue
             attrs = self._inspect(record)
             if attrs is None:
@@ -433,12 +450,13 @@ class EngineMocks(pulumi.runtime.Mocks):
     def finish(self) -> Summary:
         """After a successful run: delete what was replaced create-first (in this run or a
         failed earlier one) and what the program no longer declares, as the engine does at the
-        end of a deployment: containers in parallel, then networks."""
+        end of a deployment: services and containers in parallel, then secrets, then
+        networks."""
         declared = {record.name for record in self.applied}
         gone = [r for r in self.previous.values() if r.name not in declared]
         self.summary.deleted.extend(r.name for r in gone)
         doomed = self.marked + gone
-        for kind in (CONTAINER, NETWORK):
+        for kind in DELETE_ORDER:
             batch = [record for record in doomed if record.typ == kind]
             with ThreadPoolExecutor(max_workers=max(len(batch), 1)) as pool:
                 list(pool.map(self._delete, batch))
@@ -450,9 +468,12 @@ class EngineMocks(pulumi.runtime.Mocks):
 
     def _inspect(self, record: Record) -> dict[str, Any] | None:
         """The object's `docker inspect`, or None when it is gone."""
-        getter = {NETWORK: self.client.networks.get, CONTAINER: self.client.containers.get}[
-            record.typ
-        ]
+        getter = {
+            NETWORK: self.client.networks.get,
+            CONTAINER: self.client.containers.get,
+            SERVICE: self.client.services.get,
+            SECRET: self.client.secrets.get,
+        }[record.typ]
         try:
             return dict(getter(record.id).attrs)
         except docker.errors.NotFound:
@@ -462,7 +483,12 @@ class EngineMocks(pulumi.runtime.Mocks):
         delete_object(self.client, record)
 
     def _network(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        _require_known(NETWORK, name, inputs, {"name", "driver", "labels", "ipamConfigs"})
+        _require_known(
+            NETWORK,
+            name,
+            inputs,
+            {"name", "driver", "labels", "ipamConfigs", "attachable", "options"},
+        )
         inputs = {"name": autoname(name), **inputs}
         pools = []
         for config in inputs.get("ipamConfigs") or []:
@@ -480,6 +506,8 @@ class EngineMocks(pulumi.runtime.Mocks):
                 driver=inputs.get("driver", "bridge"),
                 ipam=docker.types.IPAMConfig(pool_configs=pools) if pools else None,
                 labels=_labels(inputs),
+                attachable=inputs.get("attachable"),
+                options=inputs.get("options"),
                 check_duplicate=True,
             )
         except docker.errors.APIError as error:
@@ -494,9 +522,11 @@ class EngineMocks(pulumi.runtime.Mocks):
 
     def _image(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         # buildOnPreview only matters in a preview; this is an update.
-        _require_known(IMAGE, name, inputs, {"imageName", "build", "skipPush", "buildOnPreview"})
-        if not inputs.get("skipPush"):
-            raise UnappliedInputError(f"{IMAGE} {name!r}: pushing to a registry is not applied")
+        _require_known(
+            IMAGE, name, inputs, {"imageName", "build", "skipPush", "buildOnPreview", "registry"}
+        )
+        registry = inputs.get("registry") or {}
+        _sub_keys(IMAGE, name, "registry", registry, {"server"})
         build = inputs["build"]
         _sub_keys(IMAGE, name, "build", build, IMAGE_BUILD_INPUTS)
         context, dockerfile = _build_paths(build)
@@ -511,9 +541,17 @@ class EngineMocks(pulumi.runtime.Mocks):
             )
         except (image_build.BuildFailedError, docker.errors.APIError) as error:
             raise DeployError(f"{IMAGE} {name!r}: build failed: {error}") from None
+        # Pushed unless skipPush: the repository's digest is then the reference (the
+        # provider's push result), else the image's id.
+        repo_digest = image_id
+        if not inputs.get("skipPush"):
+            try:
+                repo_digest = image_build.push(self.client, inputs["imageName"])
+            except (image_build.BuildFailedError, docker.errors.APIError) as error:
+                raise DeployError(f"{IMAGE} {name!r}: push failed: {error}") from None
         return image_id, {
             **inputs,
-            "repoDigest": image_id,
+            "repoDigest": repo_digest,
             "baseImageName": inputs["imageName"],
             "platform": build.get("platform"),
         }
@@ -546,6 +584,41 @@ class EngineMocks(pulumi.runtime.Mocks):
         container.reload()
         return container.id, {**read_back(CONTAINER, inputs, container.attrs), "id": container.id}
 
+    def _service(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        def refuse(path: str, unknown: list[str]) -> None:
+            raise UnappliedInputError(
+                f"{SERVICE} {name!r}: declared inputs {unknown} of {path} are not applied by the"
+                " engine harness; teach engine_harness/swarm_resources.py to apply them first"
+            )
+
+        swarm_resources.require_known(inputs, refuse)
+        inputs = {"name": autoname(name), **inputs}
+        try:
+            service_id = swarm_resources.create_service(self.client, inputs)
+        except docker.errors.APIError as error:
+            raise DeployError(f"{SERVICE} {name!r}: {error.explanation or error}") from None
+        except swarm_resources.ServiceFailed as failed:
+            raise DeployError(f"creating {self._urn(name)}: {failed}") from None
+        return service_id, {**inputs, "id": service_id}
+
+    def _secret(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        _require_known(SECRET, name, inputs, swarm_resources.SECRET_INPUTS)
+        inputs = {"name": autoname(name), **inputs}
+        try:
+            secret_id = swarm_resources.create_secret(self.client, inputs)
+        except docker.errors.APIError as error:
+            raise DeployError(f"{SECRET} {name!r}: {error.explanation or error}") from None
+        return secret_id, {**inputs, "id": secret_id}
+
+
+# What exists on the engine (a container, network, service or secret), and the order the end of
+# a deployment or a destroy removes them in (nothing is removed while something uses it).
+ENGINE_OBJECTS: Final = (SERVICE, CONTAINER, SECRET, NETWORK)
+DELETE_ORDER: Final = ENGINE_OBJECTS
+# How long a network's delete retries while tasks that are going still have endpoints on it
+# (resource_docker_network_funcs.go resourceDockerNetworkRemoveRefreshFunc).
+NETWORK_DELETE_SECONDS: Final = 30.0
+
 
 def autoname(logical_name: str) -> str:
     """pulumi-docker's name for a resource declared without one."""
@@ -576,6 +649,9 @@ CONTAINER_INPUTS = {
     "waitTimeout",
     "destroyGraceSeconds",
 }
+
+# Network inputs the harness applies.
+NETWORK_INPUTS = {"name", "driver", "labels", "ipamConfigs", "attachable", "options"}
 
 # Inputs of an image's build the harness applies; contextDigest is the provider's own.
 IMAGE_BUILD_INPUTS = {"context", "dockerfile", "platform", "args", "contextDigest"}
@@ -698,10 +774,27 @@ def delete_object(client: docker.DockerClient, record: Record) -> None:
             container = client.containers.get(record.id)
             container.stop(timeout=int(record.inputs.get("destroyGraceSeconds", 0)))
             container.remove(force=True)
+        elif record.typ == SERVICE:
+            swarm_resources.delete_service(client, record.id, record.inputs)
+        elif record.typ == SECRET:
+            client.api.remove_secret(record.id)
         elif record.typ == NETWORK:
-            client.networks.get(record.id).remove()
+            remove_network(client, record.id)
     except docker.errors.NotFound:
         pass
+
+
+def remove_network(client: docker.DockerClient, network_id: str) -> None:
+    """NetworkRemove, again while the engine says it has active endpoints (tasks still going)."""
+    deadline = time.monotonic() + NETWORK_DELETE_SECONDS
+    while True:
+        try:
+            client.networks.get(network_id).remove()
+            return
+        except docker.errors.APIError as error:
+            if "active endpoints" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(WAIT_POLL_SECONDS)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -743,15 +836,19 @@ def save_state(path: Path, records: list[Record]) -> None:
 
 
 def destroy(client: docker.DockerClient, state_file: Path) -> list[str]:
-    """Remove the containers, then the networks, a state file records, newest first; return
-    their names. Containers go first whatever the state's order (a network can't be removed
-    while a container is attached to it). Images stay, as pulumi-docker leaves them (the next
+    """Remove what a state file records, newest first, services and containers before secrets
+    and networks whatever the state's order (nothing can be removed while in use); return
+    their names. Images stay, as pulumi-docker leaves them (the next
     build reuses them)."""
     records = load_state(state_file)
     removed = []
-    for record in sorted(reversed(records), key=lambda record: record.typ != CONTAINER):
+
+    def order(record: Record) -> int:
+        return DELETE_ORDER.index(record.typ) if record.typ in DELETE_ORDER else 0
+
+    for record in sorted(reversed(records), key=order):
         delete_object(client, record)
-        if record.typ in {CONTAINER, NETWORK}:
+        if record.typ in ENGINE_OBJECTS:
             removed.append(str(record.outputs.get("name", record.name)))
         records.remove(record)
         save_state(state_file, records)

@@ -107,3 +107,19 @@ def build(
     if image_id is None:
         raise BuildFailedError(f"the engine named no image for {tag}")
     return str(image_id)
+
+
+def push(client: docker.DockerClient, name: str) -> str:
+    """Push `name` (registry/repository:tag) as the provider does after a build; return the
+    repository's digest reference, `registry/repository@sha256:...` (its repoDigest)."""
+    repository, _, tag = (
+        name.rpartition(":") if "/" not in name.rpartition(":")[2] else (name, "", "")
+    )
+    digest = None
+    for message in client.api.push(repository, tag or None, stream=True, decode=True):
+        if "errorDetail" in message:
+            raise BuildFailedError(str(message["errorDetail"].get("message", message)))
+        digest = (message.get("aux") or {}).get("Digest", digest)
+    if digest is None:
+        raise BuildFailedError(f"the registry returned no digest for {name}")
+    return f"{repository}@{digest}"

@@ -104,6 +104,9 @@ READ: Final[dict[str, dict[str, Callable[[Inspect], Any]]]] = {
         "driver": lambda a: a["Driver"],
         "ipamConfigs": _ipam,
         "labels": lambda a: _label_set(a.get("Labels")),
+        "attachable": lambda a: a.get("Attachable", False),
+        # The engine's whole map, its own options included (an overlay's VXLAN id).
+        "options": lambda a: a.get("Options") or None,
     },
 }
 # Read back though the program may not declare them, and diffed then against their zero value

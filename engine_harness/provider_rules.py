@@ -58,13 +58,15 @@ where it is written:
   digest of their context changed (`image_build`).
 """
 
-from typing import Final
+from typing import Any, Final
 
 # A Pulumi dynamic resource (infra/health_gate.py): its provider is pickled into its inputs.
 DYNAMIC: Final = "pulumi-python:dynamic:Resource"
 NETWORK: Final = "docker:index/network:Network"
 IMAGE: Final = "docker:index/image:Image"
 CONTAINER: Final = "docker:index/container:Container"
+SERVICE: Final = "docker:index/service:Service"
+SECRET: Final = "docker:index/secret:Secret"  # noqa: S105 (a type token)
 # The invoke that looks a local image up by name (kreuzwerker data_source_docker_image.go).
 GET_REMOTE_IMAGE: Final = "docker:index/getRemoteImage:getRemoteImage"
 
@@ -78,7 +80,23 @@ UPDATED_IN_PLACE: Final[dict[str, frozenset[str]]] = {
         removeVolumes restart rm start tmpfs wait waitTimeout""".split()  # noqa: SIM905 (a table)
     ),
     NETWORK: frozenset(),
+    # A service updates in place (ServiceUpdate), but for the paths in SERVICE_FORCE_NEW.
+    SERVICE: frozenset(
+        """labels taskSpec mode updateConfig rollbackConfig endpointSpec
+        convergeConfig""".split()  # noqa: SIM905 (a table)
+    ),
+    # Every secret input forces a replacement (Docker secrets can't change).
+    SECRET: frozenset(),
 }
+# Service inputs that force a replacement, by path (resource_docker_service.go schema: name,
+# auth, container_spec hosts and sysctl, every networks_advanced field).
+SERVICE_FORCE_NEW: Final = (
+    ("name",),
+    ("auth",),
+    ("taskSpec", "containerSpec", "hosts"),
+    ("taskSpec", "containerSpec", "sysctl"),
+    ("taskSpec", "networksAdvanceds"),
+)
 # The provider asks for delete-before-replace whatever the name (pulumi-docker resources.go).
 PROVIDER_DELETES_FIRST: Final = frozenset({CONTAINER})
 # The error a container's failed health wait ends a deployment with (kreuzwerker
@@ -89,9 +107,25 @@ WAIT_POLL_SECONDS: Final = 1.0
 INIT_ERROR_KEY: Final = "#initerror"
 
 
-def replaces(typ: str, changed: set[str], replace_on_changes: list[str]) -> bool:
-    """Is a change of these inputs a replacement (rather than an update in place)?"""
+def _at(value: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        value = (value or {}).get(part)
+    return value
+
+
+def replaces(
+    typ: str,
+    changed: set[str],
+    replace_on_changes: list[str],
+    old: dict[str, Any] | None = None,
+    new: dict[str, Any] | None = None,
+) -> bool:
+    """Is a change of these inputs (`old` to `new`) a replacement, not an update in place?"""
     if "*" in replace_on_changes or changed & set(replace_on_changes):
+        return True
+    if typ == SERVICE and any(
+        _at(old or {}, path) != _at(new or {}, path) for path in SERVICE_FORCE_NEW
+    ):
         return True
     return bool(changed - UPDATED_IN_PLACE.get(typ, frozenset()))
 

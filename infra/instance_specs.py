@@ -3,6 +3,7 @@ limits, grace periods and the proxy's TLS material. rest_api_stack.py (container
 and swarm.py (Swarm services) both build on these.
 """
 
+import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -140,3 +141,9 @@ def proxy_url(settings: Settings) -> str:
 def labels(common: dict[str, str], role: str) -> dict[str, str]:
     """The labels of one of the stack's objects: the stack's, and its role."""
     return dict(sorted({**common, contract.LABEL_ROLE: role}.items()))
+
+
+def gateway(subnet: str) -> str:
+    """The subnet's first address, which Docker would pick anyway. Declared, so that what the
+    provider reads back from the network equals the inputs and no change is ever planned."""
+    return str(ipaddress.ip_network(subnet)[1])

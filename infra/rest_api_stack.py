@@ -3,7 +3,6 @@
 A ComponentResource, so other Pulumi programs can reuse the whole stack with one line.
 """
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from instance_specs import (
     TMPFS_OPTIONS,
     ProxyTls,
     api_environment,
+    gateway,
     labels,
     proxy_environment,
     proxy_tls,
@@ -93,12 +93,6 @@ def published(settings: Settings, internal: int, external: int) -> docker.Contai
         ip=settings.proxy_bind_address,
         protocol="tcp",
     )
-
-
-def gateway(subnet: str) -> str:
-    """The subnet's first address, which Docker would pick anyway. Declared, so that what the
-    provider reads back from the network equals the inputs and no change is ever planned."""
-    return str(ipaddress.ip_network(subnet)[1])
 
 
 class RestApiStack(pulumi.ComponentResource):

@@ -47,6 +47,7 @@ from instance_specs import (
     TMPFS_SIZE_BYTES,
     ProxyTls,
     api_environment,
+    gateway,
     labels,
 )
 from settings import Settings
@@ -94,7 +95,11 @@ def deploy(args: SwarmArgs, parent: pulumi.Resource) -> SwarmServices:
         driver="overlay",
         attachable=True,
         options={"encrypted": "true"} if settings.overlay_encrypted else None,
-        ipam_configs=[docker.NetworkIpamConfigArgs(subnet=settings.network_subnet)],
+        ipam_configs=[
+            docker.NetworkIpamConfigArgs(
+                subnet=settings.network_subnet, gateway=gateway(settings.network_subnet)
+            )
+        ],
         labels=[
             docker.NetworkLabelArgs(label=key, value=value)
             for key, value in labels(args.labels, contract.ROLE_NETWORK).items()

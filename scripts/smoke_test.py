@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -27,10 +28,21 @@ EXPECTED_ROOT = {"message": "Hello, Being!"}
 REQUEST_TIMEOUT = 5.0
 
 
+class Session(requests.Session):
+    """A session whose `verify` (the CA file given) wins over REQUESTS_CA_BUNDLE and
+    CURL_CA_BUNDLE, which requests otherwise prefers to a session's own setting."""
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        verify = self.verify if verify is None else verify
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+
 def session() -> requests.Session:
     """A session that retries refused connections and 502/503/504 briefly (a stack settling)."""
     retry = Retry(total=3, connect=3, backoff_factor=0.2, status_forcelist=[502, 503, 504])
-    http = requests.Session()
+    http = Session()
     http.mount("http://", HTTPAdapter(max_retries=retry))
     http.mount("https://", HTTPAdapter(max_retries=retry))
     return http
