@@ -10,8 +10,9 @@ What it creates, and how a `pulumi up` rolls a change out:
   second. No virtual IP, so no IPVS is needed (a kernel without it can't run the routing mesh).
   Swarm spreads the tasks over the nodes. A new release replaces one task at a time,
   start-first: the new task must pass the image's health check before the old one is stopped
-  (gracefully). A release whose tasks fail makes Swarm roll back by itself, and `pulumi up`
-  fails saying so ("service rollback completed"): the old release keeps serving throughout.
+  (gracefully). A release whose tasks fail makes Swarm roll back by itself: the old release keeps
+  serving throughout, and `pulumi up` fails saying so, with the tasks' errors (a rollout gate,
+  health_gate.py: pulumi-docker's own wait returns before a rolling update is over).
 - The proxy: a replicated service of `proxyReplicas` tasks, one per node at most, on the nodes
   `proxyConstraints` selects. It publishes `proxyPort` (and `httpRedirectPort`) in host mode on
   each node it runs on: clients (or a load balancer) reach those nodes' addresses directly,
@@ -39,6 +40,7 @@ import pulumi
 import pulumi_docker as docker
 
 import contract
+from health_gate import ServiceRolledOut
 from instance_specs import (
     API_STOP_GRACE_SECONDS,
     LOG_DRIVER,
@@ -53,8 +55,10 @@ from instance_specs import (
 from settings import Settings
 
 MIB = 1024 * 1024
-# How long `pulumi up` waits for a service's tasks to run (and pass their health checks).
-CONVERGE_TIMEOUT = "5m"
+# How long `pulumi up` waits for a service's tasks to run (and pass their health checks), and
+# for a rollout to end.
+CONVERGE_TIMEOUT_SECONDS = 300
+CONVERGE_TIMEOUT = f"{CONVERGE_TIMEOUT_SECONDS}s"
 # After a task is replaced, how long Swarm watches it before the next: a task that fails its
 # health checks within this time fails the update (and rolls it back).
 UPDATE_MONITOR = "10s"
@@ -132,6 +136,12 @@ def deploy(args: SwarmArgs, parent: pulumi.Resource) -> SwarmServices:
         converge_config=docker.ServiceConvergeConfigArgs(timeout=CONVERGE_TIMEOUT),
         opts=child,
     )
+    api_rolled_out = _rolled_out(
+        api,
+        args.api_image,
+        {"env": api_environment(settings), "replicas": settings.api_replicas},
+        parent,
+    )
 
     environment = dict(args.proxy_environment)
     secrets = []
@@ -175,10 +185,34 @@ def deploy(args: SwarmArgs, parent: pulumi.Resource) -> SwarmServices:
         rollback_config=_rollback("stop-first"),
         endpoint_spec=docker.ServiceEndpointSpecArgs(mode="dnsrr", ports=ports),
         converge_config=docker.ServiceConvergeConfigArgs(timeout=CONVERGE_TIMEOUT),
-        # After the API, so that the proxy starts with a healthy API.
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[api]),
+        # After the API's rollout, so that the proxy starts with a healthy API.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[api_rolled_out]),
     )
+    revision = {
+        "env": environment,
+        "replicas": settings.proxy_replicas,
+        "secrets": [secret.secret_id for secret in secrets],
+    }
+    _rolled_out(proxy, args.proxy_image, revision, parent)
     return SwarmServices(network.name, api.name, proxy.name)
+
+
+def _rolled_out(
+    service: docker.Service,
+    image: pulumi.Input[str],
+    revision: dict[str, object],
+    parent: pulumi.Resource,
+) -> ServiceRolledOut:
+    """The deploy goes on once Swarm has rolled the service out, or fails saying why; run again
+    whenever the image or `revision` (what else a rollout follows from) changes."""
+    return ServiceRolledOut(
+        f"{service.pulumi_resource_name}-rolled-out",
+        service.id,
+        image,
+        pulumi.Output.json_dumps({"image": image, **revision}),
+        CONVERGE_TIMEOUT_SECONDS,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[service]),
+    )
 
 
 def _task_spec(

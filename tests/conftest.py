@@ -74,10 +74,16 @@ def unique_name() -> str:
 
 
 def _labelled_objects(client: docker.DockerClient) -> dict[str, str]:
-    """Ids and names of the containers and networks labelled as a test's."""
-    containers = client.containers.list(all=True, filters={"label": TEST_LABEL})
-    networks = client.networks.list(filters={"label": TEST_LABEL})
-    return {o.id: str(o.name) for o in [*containers, *networks]}
+    """Ids and names of the containers and networks (and on a swarm manager the services and
+    secrets) labelled as a test's."""
+    found = [
+        *client.containers.list(all=True, filters={"label": TEST_LABEL}),
+        *client.networks.list(filters={"label": TEST_LABEL}),
+    ]
+    if client.info()["Swarm"].get("ControlAvailable"):
+        found += client.services.list(filters={"label": TEST_LABEL})
+        found += client.secrets.list(filters={"label": TEST_LABEL})
+    return {o.id: str(o.name) for o in found}
 
 
 @pytest.fixture(autouse=True)

@@ -69,10 +69,13 @@ class EngineStack:
         return settings_from({key.split(":", 1)[1]: value for key, value in self.config.items()})
 
 
-def side_by_side_config(client: docker.DockerClient, base_images: dict[str, str]) -> dict[str, str]:
-    """The dev stack's config for a stack of its own next to others: a free port and subnet,
-    and the offline base images (keys in full, "<project>:<key>")."""
-    return stack_config("dev") | full_config(
+def side_by_side_config(
+    client: docker.DockerClient, base_images: dict[str, str], stack_file: str = "dev"
+) -> dict[str, str]:
+    """The dev stack's config (or Pulumi.<stack_file>.yaml's) for a stack of its own next to
+    others: a free port and subnet, and the offline base images (keys in full,
+    "<project>:<key>")."""
+    return stack_config(stack_file) | full_config(
         {
             "proxyPort": str(free_port()),
             "networkSubnet": free_subnet(client),
@@ -91,8 +94,11 @@ class Deployments:
         base_images: dict[str, str],
         state_dir: Path,
         subnets_of: docker.DockerClient | None = None,
+        stack_file: str = "dev",
     ) -> None:
         self.client = client
+        # The stack file whose config a new stack starts from (Pulumi.<stack_file>.yaml).
+        self.stack_file = stack_file
         self.base_images = base_images
         self.state_dir = state_dir
         # The engine whose networks a new stack's subnet must not overlap (its own by default).
@@ -140,7 +146,7 @@ class Deployments:
         return record
 
     def default_config(self) -> dict[str, str]:
-        return side_by_side_config(self.subnets_of, self.base_images)
+        return side_by_side_config(self.subnets_of, self.base_images, self.stack_file)
 
     def close(self) -> None:
         """Remove every deployed stack's containers and networks (by state, then by label)
@@ -197,11 +203,15 @@ def trust(ca_pem: str | None) -> None:
 
 
 def stack_objects(client: docker.DockerClient, stack: str) -> list[str]:
-    """Names of the containers and networks labelled as this project's `stack`."""
+    """Names of the containers, networks and (on a swarm manager) services and secrets
+    labelled as this project's `stack`."""
     labels = [f"{contract.LABEL_PROJECT}={PROJECT}", f"{contract.LABEL_STACK}={stack}"]
-    containers = client.containers.list(all=True, filters={"label": labels})
-    networks = client.networks.list(filters={"label": labels})
-    return [c.name for c in containers] + [n.name for n in networks]
+    found = [c.name for c in client.containers.list(all=True, filters={"label": labels})]
+    found += [n.name for n in client.networks.list(filters={"label": labels})]
+    if client.info()["Swarm"].get("ControlAvailable"):
+        found += [s.name for s in client.services.list(filters={"label": labels})]
+        found += [s.name for s in client.secrets.list(filters={"label": labels})]
+    return found
 
 
 def smoke(stack: EngineStack, ca_file: Path | None = None) -> subprocess.CompletedProcess[str]:
