@@ -15,6 +15,8 @@ import docker.tls
 
 # Provider keys the harness applies; any other `docker:` key is refused.
 KNOWN: frozenset[str] = frozenset({"host", "caMaterial", "certMaterial", "keyMaterial", "certPath"})
+# Docker 20.10's API, the oldest engine the stack supports; newer engines serve it too.
+API_VERSION = "1.41"
 MATERIAL = {"caMaterial": "ca.pem", "certMaterial": "cert.pem", "keyMaterial": "key.pem"}
 
 
@@ -66,4 +68,8 @@ def engine_client(config: dict[str, str], timeout: int = 600) -> docker.DockerCl
             verify=True,
         )
         host = host.replace("tcp://", "https://", 1)
-    return docker.DockerClient(base_url=host, tls=tls, timeout=timeout)
+    # A fixed API version: the client asks nothing before trust_env is off (requests would
+    # verify by REQUESTS_CA_BUNDLE, where set, rather than the engine's CA).
+    client = docker.DockerClient(base_url=host, tls=tls, timeout=timeout, version=API_VERSION)
+    client.api.trust_env = False
+    return client

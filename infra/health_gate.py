@@ -76,9 +76,17 @@ class HealthWait(pulumi.dynamic.ResourceProvider):
             with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as file:
                 file.write(tls[name])
         config = docker.tls.TLSConfig(
-            client_cert=(f"{folder}/cert.pem", f"{folder}/key.pem"), ca_cert=f"{folder}/ca.pem"
+            client_cert=(f"{folder}/cert.pem", f"{folder}/key.pem"),
+            ca_cert=f"{folder}/ca.pem",
+            verify=True,
         )
-        return docker.DockerClient(base_url=docker_host.replace("tcp://", "https://"), tls=config)
+        # A fixed API version (Docker 20.10's, served by newer engines too): the client asks
+        # nothing before trust_env is off (requests would verify by REQUESTS_CA_BUNDLE, where
+        # set, rather than the engine's CA).
+        url = docker_host.replace("tcp://", "https://")
+        client = docker.DockerClient(base_url=url, tls=config, version="1.41")
+        client.api.trust_env = False
+        return client
 
     @staticmethod
     def wait(

@@ -62,10 +62,11 @@ class Authority:
         valid_from: datetime | None = None,
         valid_for: timedelta = timedelta(days=90),
         revocation: bool = False,
+        client: bool = False,
     ) -> tuple[str, str]:
         """A server certificate for `names` (DNS names and IP addresses): (chain PEM, key PEM).
         `revocation`: with a CRL and an OCSP address (never asked: .invalid), as a public CA's
-        certificates have them."""
+        certificates have them. `client`: a client certificate (e.g. for Docker's TLS API)."""
         key = key or ec.generate_private_key(ec.SECP256R1())
         start = valid_from or datetime.now(UTC) - timedelta(hours=1)
         alternative: list[x509.GeneralName] = []
@@ -83,7 +84,12 @@ class Authority:
             .not_valid_before(start)
             .not_valid_after(start + valid_for)
             .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]
+                ),
+                critical=False,
+            )
         )
         if revocation:
             builder = builder.add_extension(

@@ -95,8 +95,13 @@ class Deployments:
         state_dir: Path,
         subnets_of: docker.DockerClient | None = None,
         stack_file: str = "dev",
+        provider: dict[str, str] | None = None,
+        provider_secrets: frozenset[str] = frozenset(),
     ) -> None:
         self.client = client
+        # The stacks' `docker:` provider config (full keys), and which of it is secret.
+        self.provider = provider or {}
+        self.provider_secrets = provider_secrets
         # The stack file whose config a new stack starts from (Pulumi.<stack_file>.yaml).
         self.stack_file = stack_file
         self.base_images = base_images
@@ -125,7 +130,7 @@ class Deployments:
     ) -> EngineStack:
         earlier = [record for record in self.stacks if record.name == stack]
         base = earlier[-1].config if earlier else self.default_config()
-        secret_keys = (earlier[-1].secret_keys if earlier else frozenset()) | set(
+        secret_keys = (earlier[-1].secret_keys if earlier else self.provider_secrets) | set(
             full_config(dict.fromkeys(secrets, ""))
         )
         record = EngineStack(stack, self.state_dir / f"{stack}.json", base | full_config(overrides))
@@ -146,7 +151,9 @@ class Deployments:
         return record
 
     def default_config(self) -> dict[str, str]:
-        return side_by_side_config(self.subnets_of, self.base_images, self.stack_file)
+        return self.provider | side_by_side_config(
+            self.subnets_of, self.base_images, self.stack_file
+        )
 
     def close(self) -> None:
         """Remove every deployed stack's containers and networks (by state, then by label)
