@@ -28,6 +28,7 @@ AFTER: Final = 200  # requests answered after a redeploy returned, before the st
 MB: Final = 1_000_000  # as `docker images` counts
 APP_CHANGE: Final = ("rest_api/routes.py", "# bench: a one-line change of the app code\n")
 DEPENDENCY_STEP: Final = "/opt/venv"  # the runtime stage's copy of the virtualenv
+LAYER_STEPS: Final = ("RUN", "COPY", "ADD", "WORKDIR")  # the instructions that make a layer
 
 
 def layer_reuse(client: docker.DockerClient, before: str, after: str, base: str) -> dict[str, Any]:
@@ -40,15 +41,16 @@ def layer_reuse(client: docker.DockerClient, before: str, after: str, base: str)
         shared += 1
     base_image = client.images.get(base)
     own = list(reversed(client.images.get(after).history()))[len(base_image.history()) :]
-    steps = [(str(e["CreatedBy"]).strip(), round(e["Size"] / MB, 2)) for e in own if e["Size"]]
+    steps = [str(e["CreatedBy"]) for e in own if str(e["CreatedBy"]).startswith(LAYER_STEPS)]
     first = len(base_image.attrs["RootFS"]["Layers"])
-    index = next(i for i, (step, _) in enumerate(steps) if DEPENDENCY_STEP in step)
+    index = next(i for i, step in enumerate(steps) if DEPENDENCY_STEP in step)  # a COPY
+    size = next(e["Size"] for e in own if e["CreatedBy"] == steps[index])
     return {
-        "dependency_layer_after": {"created_by": steps[index][0], "size_mb": steps[index][1]},
+        "dependency_layer_after": {"created_by": steps[index], "size_mb": round(size / MB, 2)},
         "dependency_position": first + index + 1,
         "layers_after": len(digests[1]),
         "leading_layers_shared": shared,
-        "steps_rebuilt": [step for i, (step, _) in enumerate(steps) if first + i >= shared],
+        "steps_rebuilt": [step for i, step in enumerate(steps) if first + i >= shared],
         "reused": shared > first + index,
     }
 

@@ -28,15 +28,11 @@ MEDIANS: Final = ("rps", "p50_ms", "p90_ms", "p99_ms", "mean_ms")
 CPU_FIGURES: Final = ("cpu_cores", "cpu_us_per_request")
 
 
-def _run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # noqa: S603
-
-
 def ensure_tools() -> str:
     """wrk's version line, once sure the bench can run wrk in containers' network namespaces."""
     if os.geteuid() != 0 or not shutil.which("nsenter") or not shutil.which("wrk"):
         raise BenchError("run as root, with nsenter and wrk: apt-get install util-linux wrk")
-    version = _run(["wrk", "--version"])
+    version = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)  # noqa: S607
     return (version.stdout + version.stderr).splitlines()[0].strip()
 
 
@@ -130,7 +126,8 @@ def run(target: Target, concurrency: int, seconds: int) -> dict[str, Any]:
     wrk = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "-s", str(LUA_REPORT)]
     wrk += [argument for header in target.headers for argument in ("-H", header)] + [target.url]
     before = cpu_sample(target.containers)
-    result = _run([*netns, *wrk], timeout=seconds + 60)
+    command, timeout = [*netns, *wrk], seconds + 60
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
     after = cpu_sample(target.containers)
     lines = [line for line in result.stdout.splitlines() if line.startswith(MARKER)]
     if result.returncode != 0 or not lines:

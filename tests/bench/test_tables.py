@@ -346,3 +346,48 @@ def test_the_layer_evidence_needs_every_layer_up_to_the_dependency_layer(
     assert judged(with_pypy, "layer_reuse")["pass"]
     evidence |= {"leading_layers_shared": 2, "reused": False}
     assert not judged(with_pypy, "layer_reuse")["pass"]
+
+
+class FakeImage:
+    def __init__(self, layers: list[str], history: list[tuple[str, int]]) -> None:
+        self.attrs = {"RootFS": {"Layers": layers}}
+        # `docker history`: newest first
+        self._history = [{"CreatedBy": step, "Size": size} for step, size in reversed(history)]
+
+    def history(self) -> list[dict[str, Any]]:
+        return self._history
+
+
+BASE_HISTORY = [("/bin/sh -c #(nop) ADD file:4d5 in /", 80_000_000), ("CMD [bash]", 0)]
+STAGE = [
+    ("LABEL org.opencontainers.image.title=rest-api", 0),
+    ("ENV PATH=/opt/venv/bin:/usr/bin", 0),
+    ("RUN /bin/sh -c groupadd --system api # buildkit", 4_000),
+    ("COPY /opt/venv /opt/venv # buildkit", 18_920_000),
+    ("WORKDIR /app", 0),  # a layer: Docker's diff size leaves directories out
+    ("COPY gunicorn.conf.py healthcheck.py wsgi.py ./ # buildkit", 9_000),
+    ("COPY rest_api ./rest_api # buildkit", 12_000),
+    ("RUN /bin/sh -c python -m compileall -q /app # buildkit", 30_000),
+    ("USER 10001:10001", 0),
+]
+
+
+@pytest.mark.parametrize(("changed_from", "reused"), [(5, True), (2, False)])
+def test_the_layer_evidence_finds_the_dependency_layer_among_the_digests(
+    changed_from: int, reused: bool
+) -> None:
+    """Base layer, then groupadd, venv, WORKDIR, conf, app, compileall: an app change rebuilds
+    the last two; a dependency change the venv and all above it."""
+    before = [f"sha256:{i}" for i in range(7)]
+    after = before[:changed_from] + [f"sha256:new{i}" for i in range(changed_from, 7)]
+    images = {
+        "base": FakeImage(before[:1], BASE_HISTORY),
+        "cold": FakeImage(before, BASE_HISTORY + STAGE),
+        "change": FakeImage(after, BASE_HISTORY + STAGE),
+    }
+    client: Any = type("Client", (), {"images": type("Images", (), {"get": images.get})})()
+    evidence = deploys.layer_reuse(client, "cold", "change", "base")
+    assert (evidence["dependency_position"], evidence["reused"]) == (3, reused)
+    assert evidence["dependency_layer_after"]["size_mb"] == 18.92
+    assert len(evidence["steps_rebuilt"]) == 7 - changed_from
+    assert evidence["steps_rebuilt"][-1].startswith("RUN /bin/sh -c python -m compileall")
