@@ -44,7 +44,6 @@ def rows(table: str, *required: str) -> list[dict[str, Any]]:
     return [optional | row for row in TABLES[table]]
 
 
-# The stacks by key: the first is the stack every section measures, the others are compared.
 STACKS: Final = {row["key"]: row for row in rows("stack", "key", "title", "base")}
 MAIN_STACK: Final = next(iter(STACKS))
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from bench.config import BenchError, log
 
-LUA_REPORT: Final = Path(__file__).resolve().parent / "report.lua"
+LUA_REPORT: Final = str(Path(__file__).resolve().parent / "report.lua")
 MARKER: Final = "BENCH_JSON "
 # wrk shares the cores with the servers it loads: 2 threads (1 at c=1: a connection per thread).
 MAX_THREADS: Final = 2
@@ -52,7 +52,6 @@ def threads_for(concurrency: int) -> int:
     return min(MAX_THREADS, concurrency)
 
 
-# Per container id: the file of its cgroup's CPU time (None: ask the engine's stats instead).
 _CGROUP_FILES: dict[str, Path | None] = {}
 
 
@@ -123,11 +122,10 @@ def run(target: Target, concurrency: int, seconds: int) -> dict[str, Any]:
     """One wrk run, the CPU each part used and the client's sockets in TIME_WAIT after it."""
     loadavg, threads = os.getloadavg()[0], threads_for(concurrency)
     netns = [] if target.netns_pid is None else ["nsenter", f"--target={target.netns_pid}", "--net"]
-    wrk = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "-s", str(LUA_REPORT)]
+    wrk = [*netns, "wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "-s", LUA_REPORT]
     wrk += [argument for header in target.headers for argument in ("-H", header)] + [target.url]
     before = cpu_sample(target.containers)
-    command, timeout = [*netns, *wrk], seconds + 60
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+    result = subprocess.run(wrk, capture_output=True, text=True, timeout=seconds + 60, check=False)  # noqa: S603
     after = cpu_sample(target.containers)
     lines = [line for line in result.stdout.splitlines() if line.startswith(MARKER)]
     if result.returncode != 0 or not lines:

@@ -126,8 +126,12 @@ class Servers:
         self, what: str, apis: list[Container], conf: str, tls: bool = True, **sysctls: str
     ) -> Container:
         """A proxy in front of `apis` with `conf`, as the stack's (its sysctls but `sysctls`)."""
-        upstreams = ",".join(f"{api.name}:{contract.API_PORT}" for api in apis)
-        variables = {"API_UPSTREAM": upstreams, "RATE_LIMIT_RPS": "0"}
+        upstreams = []  # by address: bench/nginx/bare-proxy.conf's upstream has no zone
+        for api in apis:
+            api.reload()
+            (network,) = api.attrs["NetworkSettings"]["Networks"].values()
+            upstreams.append(f"{network['IPAddress']}:{contract.API_PORT}")
+        variables = {"API_UPSTREAM": ",".join(upstreams), "RATE_LIMIT_RPS": "0"}
         if tls:
             deployed = environment(self.proxy)
             variables |= {k: v for k, v in deployed.items() if k in TLS_ENVIRONMENT}
