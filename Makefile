@@ -8,7 +8,7 @@ export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 # Local stacks' secrets are not secret: an empty passphrase unless you set one.
 export PULUMI_CONFIG_PASSPHRASE ?=
 
-.PHONY: help venv engine base-images up policy smoke destroy local-up local-down test lint format bench clean
+.PHONY: help venv engine base-images wrk up policy smoke destroy local-up local-down test lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,10 @@ engine: ## make sure a Docker engine answers (installs and starts Debian's docke
 
 base-images: engine ## build the offline base images from Debian's packages if missing
 	@bash base-images/build.sh
+
+wrk: ## install Debian's wrk if missing (the benchmark's load generator; as root)
+	@command -v wrk >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
 up: venv base-images ## pulumi up: build the images and deploy the stack (needs the pulumi CLI)
 	pulumi stack select --create $(STACK)
@@ -54,7 +58,7 @@ local-up: venv base-images ## deploy STACK on the local engine without the pulum
 local-down: venv ## remove what local-up deployed for STACK
 	@$(PY) -m engine_harness down --stack $(STACK)
 
-test: venv base-images ## run every test (engine tests need Docker; CI=true makes them mandatory)
+test: venv base-images wrk ## run every test (engine tests need Docker; CI=true makes them mandatory)
 	$(VENV)/bin/pytest
 
 lint: venv ## ruff, mypy and actionlint
@@ -68,7 +72,7 @@ format: venv ## format and fix what ruff can
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: venv base-images ## measure the stack against its baselines (writes bench/results/)
+bench: venv base-images wrk ## measure the stack against its baselines (writes bench/results/)
 	$(PY) -m bench
 
 clean: local-down ## remove local-up's stack, the virtualenv and caches

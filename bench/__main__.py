@@ -1,10 +1,4 @@
-"""`python -m bench [--quick] [--out DIR] [--render DIR]`: deploy, measure, remove, write results.
-
-Full run (`make bench`): about 13 minutes, results in bench/results/. `--quick`: a second of
-load per figure and one run each, to prove the benchmark works (CI); it writes to --out (by
-default a new temporary folder), never to bench/results/. What is measured and how to read it:
-bench/README.md.
-"""
+"""`python -m bench [--quick] [--out DIR] [--render DIR]`: bench/README.md says what it does."""
 
 import argparse
 import contextlib
@@ -23,9 +17,8 @@ from typing import Any
 import docker
 import docker.errors
 
-import contract
-from bench import deploys, engine, images, load, report, scenarios
-from bench.config import FULL, QUICK, RESULTS_DIR, BenchError, Run, log
+from bench import config, deploys, load, report, scenarios
+from bench.config import MAIN_STACK, RESULTS_DIR, STACKS, TABLES, BenchError, Run, Timing, log
 from engine_harness.free_resources import free_subnet
 from engine_harness.program import offline_base_images
 
@@ -33,12 +26,11 @@ from engine_harness.program import offline_base_images
 def measure_everything(
     client: docker.DockerClient, run: Run, workdir: Path, results: dict[str, Any]
 ) -> None:
-    """Every section, in an order where each one's servers are up only while it runs; each
-    phase's seconds go to meta.phases_s."""
+    """Every section, each one's servers up only while it runs; its seconds in meta.phases_s."""
 
     @contextlib.contextmanager
-    def phase(name: str, what: str) -> Iterator[None]:
-        log(what)
+    def phase(name: str) -> Iterator[None]:
+        log(f"{name}...")
         started = time.monotonic()
         try:
             yield
@@ -46,82 +38,43 @@ def measure_everything(
             results["meta"]["phases_s"][name] = round(time.monotonic() - started, 1)
 
     bases = offline_base_images()
-    with phase("images", "images: cold builds (no cache), rebuild after an app change"):
-        results["images"] = images.measure(client, run, bases, workdir / "images")
-    stack = deploys.BenchStack.create(run, workdir / "repo", bases, free_subnet(client))
-    done: dict[str, Any] = {}
-    results["deploys"] = done
+    with phase("images"):
+        results["images"] = deploys.measure_images(client, run, bases, workdir / "images")
+    stacks: dict[str, deploys.BenchStack] = {}
+    done: dict[str, Any] = results.setdefault("deploys", {})
     try:
-        with phase("deploys", f"deploy: stack {run.stack}, cold, then with no change"):
-            cold = stack.up()
-            done |= {"cold": cold.figures, "no_change": stack.up().figures}
-        servers = scenarios.Servers(client, run, cold.exports)
-        with phase("load", "load: every scenario at every concurrency"):
-            measured = scenarios.measure_load(servers, cold.exports, bases["proxy"])
-            results["scenarios"], results["load"] = measured
-        with phase("setups", "setups: API and proxy settings, through the proxy"):
-            results["setups"] = scenarios.measure_setups(servers)
-        with phase("sustained", "sustained load through the proxy"):
-            results["sustained"] = scenarios.measure_sustained(servers)
-        with phase("handshakes", "TLS handshakes per second at the proxy, full and resumed"):
-            results["handshakes"] = scenarios.measure_handshakes(servers)
-        with phase("redeploys", "redeploys under a steady stream of requests"):
-            # Taken now: once the stack's tag moves on, the old image may go at any time.
-            api_image = contract.EXPORT_API_IMAGE
-            layers = [images.layers(client, cold.exports[api_image])]
-
-            def keep_layers(key: str, deploy: deploys.Deploy) -> None:
-                if key == "app_change":
-                    layers.append(images.layers(client, deploy.exports[api_image]))
-
-            url = cold.exports[contract.EXPORT_URL]
-            ca_file = workdir / "stack-ca.pem"  # the stream verifies the stack's certificate
-            ca_file.write_text(cold.exports.get(contract.EXPORT_CA_CERTIFICATE, ""))
-            results["redeploys"], redeployed = deploys.redeploys(
-                stack, url, run.quick, keep_layers, str(ca_file)
-            )
-        done["app_change"] = redeployed["app_change"].figures | {
-            "layer_reuse": images.layer_reuse(*layers)
+        with phase("deploys"):  # each stack cold, one after the other (each takes a free
+            for key in STACKS:  # subnet), then the first again with no change
+                subnet = free_subnet(client)
+                stacks[key] = deploys.BenchStack.create(run, key, workdir / key, bases, subnet)
+                done["cold" if key == MAIN_STACK else f"{key}_cold"] = stacks[key].up()
+            done["no_change"] = stacks[MAIN_STACK].up()
+        servers = {
+            key: scenarios.Servers(client, run, key, stack.exports, bases["proxy"])
+            for key, stack in stacks.items()
         }
+        with phase("load"):
+            results["scenarios"], results["load"] = scenarios.measure_load(servers)
+        with phase("setups"):
+            results["setups"] = scenarios.measure_setups(servers)
+        with phase("sustained"):
+            results["sustained"] = scenarios.measure_sustained(servers[MAIN_STACK])
+        with phase("redeploys"):
+            results["redeploys"], redeployed = deploys.redeploys(stacks, run.quick)
+        done["app_change"] = redeployed["app_change"]
     finally:
-        engine.remove_objects(client, run.run_id)
-        stack.down()
-        for tag in engine.bench_image_tags(client, run.stack):
-            # The changed API image's own layers go; the rest stays as build cache.
-            engine.remove_image(client, tag, prune="-api:" in tag and "app_change" in done)
-
-
-def meta(run: Run, client: docker.DockerClient, wrk_version: str) -> dict[str, Any]:
-    return {
-        "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "quick": run.quick,
-        "run_id": run.run_id,
-        "stack": run.stack,
-        "timing": dataclasses.asdict(run.timing)
-        | {"wrk_threads": {str(c): load.threads_for(c) for c in run.timing.concurrencies}},
-        "host": {
-            "cores": os.cpu_count() or 1,
-            "kernel": platform.release(),
-            "docker": client.version().get("Version", "?"),
-            "wrk": wrk_version,
-            "loadavg_start": round(os.getloadavg()[0], 2),
-        },
-        "phases_s": {},
-    }
+        config.remove_objects(client, run.run_id)
+        for stack in stacks.values():
+            stack.down()
+        for tag in config.stack_images(client, run.stack()):
+            config.remove_image(client, tag)
 
 
 def conclude(results: dict[str, Any], out: Path) -> None:
-    """The derived sections (ratios, targets, ...); results.json first (a report that fails to
-    render loses no measurement), then results.md."""
     report.evaluate(results)
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("results.json", json.dumps(results, indent=2) + "\n"),
-        ("results.md", report.markdown(results)),
-    ):
-        temporary = out / f"{name}.tmp"
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(out / name)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (out / "results.md").write_text(report.markdown(results), encoding="utf-8")
     for target in results["targets"]:
         mark = "PASS" if target["pass"] else "FAIL"
         print(f"{mark}  {target['name']}: {target['measured']} (wanted {target['target']})")
@@ -132,33 +85,43 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run (CI)")
     parser.add_argument("--out", type=Path, help="results folder (default: bench/results/)")
-    help_render = "measure nothing: write DIR's results.md again from its results.json"
-    parser.add_argument("--render", type=Path, metavar="DIR", help=help_render)
+    parser.add_argument("--render", type=Path, metavar="DIR", help="DIR/results.md again only")
     args = parser.parse_args(argv)
     if args.render:
         conclude(json.loads((args.render / "results.json").read_text()), args.render)
         return 0
     out = args.out or (Path(tempfile.mkdtemp(prefix="bench-quick-")) if args.quick else RESULTS_DIR)
-    run = Run(QUICK if args.quick else FULL, out.resolve(), args.quick)
+    run = Run(Timing(**TABLES["timing"]["quick" if args.quick else "full"]), out, args.quick)
     started = time.monotonic()
     results: dict[str, Any] = {}
     try:
-        wrk_version = load.ensure_tools()
-        client = engine.connect()
-        for name in offline_base_images().values():
-            try:
-                client.images.get(name)
-            except docker.errors.ImageNotFound:
-                raise BenchError(f"base image {name} is missing: run `make base-images`") from None
-        left = engine.remove_objects(client)
-        if left:
-            log(f"removed what earlier runs left: {left}")
-        results["meta"] = meta(run, client, wrk_version)
+        wrk = load.ensure_tools()
+        client = docker.from_env(timeout=900)
+        missing = [name for name in offline_base_images().values() if not client.images.list(name)]
+        if missing:
+            raise BenchError(f"base images {missing} are missing: run `make base-images`")
+        log(f"removed what earlier runs left: {config.remove_objects(client)}")
+        results["meta"] = {
+            "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "quick": run.quick,
+            "run_id": run.run_id,
+            "stacks": {key: run.stack(key) for key in STACKS},
+            "timing": dataclasses.asdict(run.timing)
+            | {"wrk_threads": {str(c): load.threads_for(c) for c in run.timing.concurrencies}},
+            "host": {
+                "cores": os.cpu_count() or 1,
+                "kernel": platform.release(),
+                "docker": client.version().get("Version", "?"),
+                "wrk": wrk,
+                "loadavg_start": round(os.getloadavg()[0], 2),
+            },
+            "phases_s": {},
+        }
         with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
             measure_everything(client, run, Path(workdir), results)
     except (BenchError, docker.errors.DockerException) as error:
         print(f"bench: error: {error}", file=sys.stderr)
-        if results:
+        if results:  # what was measured before the error
             partial = Path(tempfile.mkdtemp(prefix="bench-partial-")) / "results.json"
             partial.write_text(json.dumps(results, indent=2))
             print(f"bench: what was measured before the error: {partial}", file=sys.stderr)

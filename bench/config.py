@@ -1,6 +1,8 @@
-"""What one benchmark run measures and for how long, and the names of what it creates."""
+"""What a run measures (scenarios.toml), the names of what it creates, and their removal."""
 
+import contextlib
 import os
+import re
 import sys
 import tomllib
 import uuid
@@ -8,16 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import docker
+import docker.errors
+
+import contract
+
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS_DIR: Final = REPO_ROOT / "bench" / "results"
-# What is measured, as data: scenarios, ratios, settings compared, redeploys, targets.
 TABLES: Final = tomllib.loads((REPO_ROOT / "bench" / "scenarios.toml").read_text())
-# Every container, network and image the bench creates itself carries this label, valued with
-# the run's id ("<pid>-<hex>"): a later run removes what a dead run left behind. Its stacks are
-# named bench<pid>x<hex>.
-BENCH_LABEL: Final = "pulumi-flask-rebar.bench"
-STACK_PREFIX: Final = "bench"
 PATH: Final = "/"  # the one request every scenario measures
+# The label of what the bench creates: its run's id ("<pid>-<hex>"). RUN matches that, or the
+# name of a bench stack (bench<pid>x<hex>-<stack key>), which the harness labels its objects with.
+BENCH_LABEL: Final = "pulumi-flask-rebar.bench"
+PROJECT: Final = "pulumi-flask-rebar"
+RUN: Final = re.compile(r"^(?:bench)?(\d+)[-x][0-9a-f]+(?:-[a-z]+)?$")
 
 
 class BenchError(RuntimeError):
@@ -28,34 +34,33 @@ def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-def rows(table: str, required: tuple[str, ...], **defaults: Any) -> list[dict[str, Any]]:
-    """The rows of a table of scenarios.toml, with the defaults of the keys they leave out."""
+def rows(table: str, *required: str) -> list[dict[str, Any]]:
+    """A table of scenarios.toml with [optional.<table>]'s defaults; a wrong key is refused."""
+    optional = TABLES["optional"].get(table, {})
     for row in TABLES[table]:
-        wrong = set(required) - set(row) | set(row) - set(required) - set(defaults)
+        wrong = set(required) - set(row) | set(row) - set(required) - set(optional)
         if wrong:
             raise ValueError(f"scenarios.toml: {table} {row.get('key')!r}: keys {sorted(wrong)}")
-    return [defaults | row for row in TABLES[table]]
+    return [optional | row for row in TABLES[table]]
+
+
+STACKS: Final = {row["key"]: row for row in rows("stack", "key", "title", "base")}
+MAIN_STACK: Final = next(iter(STACKS))
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Load durations (whole seconds, wrk's unit), runs per figure and concurrencies. The
-    settings compared ("sweep") take shorter runs at the highest concurrency; sustained load
-    is `sustained_segments` consecutive runs of `sustained_s`, without a pause."""
+    """A table of scenarios.toml's [timing], which says what each field is."""
 
-    duration_s: int = 5
-    warmup_s: int = 2
-    runs: int = 3
-    concurrencies: tuple[int, ...] = (1, 16, 64)
-    sweep_duration_s: int = 4
-    sweep_runs: int = 3
-    sustained_s: int = 10
-    sustained_segments: int = 6
-
-
-FULL: Final = Timing()
-# A second of load per figure and one run each: proves the benchmark works (CI).
-QUICK: Final = Timing(1, 1, 1, (1, 16, 64), 1, 1, 1, 2)
+    concurrencies: list[int]
+    warmup_s: int
+    settle_runs: int
+    duration_s: int
+    runs: int
+    sweep_duration_s: int
+    sweep_runs: int
+    sustained_s: int
+    sustained_segments: int
 
 
 @dataclass(frozen=True)
@@ -67,15 +72,60 @@ class Run:
     quick: bool
     run_id: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
-    @property
-    def stack(self) -> str:
-        pid, _, token = self.run_id.partition("-")
-        return f"{STACK_PREFIX}{pid}x{token}"
+    def stack(self, key: str = "") -> str:
+        """The name of this run's stack `key` (a row of [[stack]]); without one, their prefix."""
+        pid, token = self.run_id.split("-")
+        return f"bench{pid}x{token}-{key}"
 
     def name(self, what: str) -> str:
-        """A Docker object name of this run."""
         return f"pfr-bench-{self.run_id}-{what}"
 
     @property
     def labels(self) -> dict[str, str]:
         return {BENCH_LABEL: self.run_id}
+
+
+def dead(run: str) -> bool:
+    """Whether a run id or a bench stack's name names a process that is gone."""
+    match = RUN.match(run)
+    return match is not None and not Path(f"/proc/{match.group(1)}").exists()
+
+
+def stack_images(client: docker.DockerClient, prefix: str = "bench") -> list[str]:
+    """Tags of the images the engine harness built for bench stacks named `prefix`..."""
+    images = client.images.list(filters={"reference": f"{PROJECT}-{prefix}*"})
+    return [t for i in images for t in i.tags if t.startswith(f"{PROJECT}-{prefix}")]
+
+
+def remove_objects(client: docker.DockerClient, run_id: str | None = None) -> list[str]:
+    """Remove this run's objects, or (None) those of runs whose process is gone; their names."""
+
+    def wanted(labels: dict[str, str]) -> bool:
+        if BENCH_LABEL in labels:
+            return labels[BENCH_LABEL] == run_id if run_id else dead(labels[BENCH_LABEL])
+        ours = labels.get(contract.LABEL_PROJECT) == PROJECT
+        return not run_id and ours and dead(labels.get(contract.LABEL_STACK, ""))
+
+    removed: list[str] = []
+    for container in client.containers.list(all=True):
+        if wanted(container.labels):
+            container.remove(force=True)
+            removed.append(container.name)
+    for network in client.networks.list():
+        if wanted(network.attrs.get("Labels") or {}):
+            network.remove()
+            removed.append(network.name)
+    for image in client.images.list(filters={"label": BENCH_LABEL}):
+        if wanted(image.labels):
+            remove_image(client, image.id)
+            removed.append(image.short_id)
+    for tag in stack_images(client) if run_id is None else []:
+        if dead(tag.split(":")[-1]):
+            remove_image(client, tag)
+            removed.append(tag)
+    return removed
+
+
+def remove_image(client: docker.DockerClient, reference: str) -> None:
+    with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.APIError):
+        client.images.remove(reference, force=True)
