@@ -31,19 +31,30 @@ import docker.errors
 import docker.types
 import requests
 
-# Service inputs the harness applies, by path (pulumi-docker wire names).
-SERVICE_INPUTS: Final[dict[str, frozenset[str]]] = {
-    "": frozenset(
-        """name labels taskSpec mode updateConfig rollbackConfig endpointSpec
-        convergeConfig""".split()  # noqa: SIM905 (a table)
-    ),
-    "taskSpec": frozenset(
-        "containerSpec networksAdvanceds resources restartPolicy placement logDriver".split()  # noqa: SIM905
-    ),
-    "taskSpec.containerSpec": frozenset(
-        """image env user readOnly capDrops mounts labels secrets sysctl
-        stopGracePeriod""".split()  # noqa: SIM905
-    ),
+# Service inputs the harness applies, by path (pulumi-docker wire names; "[]": each item of a
+# list). Anything else declared is refused.
+SERVICE_INPUTS: Final[dict[str, str]] = {
+    "": "name labels taskSpec mode updateConfig rollbackConfig endpointSpec convergeConfig",
+    "taskSpec": "containerSpec networksAdvanceds resources restartPolicy placement logDriver",
+    "taskSpec.containerSpec": "image env user readOnly capDrops mounts labels secrets sysctl"
+    " stopGracePeriod",
+    "taskSpec.containerSpec.mounts[]": "target type tmpfsOptions",
+    "taskSpec.containerSpec.mounts[].tmpfsOptions": "sizeBytes mode",
+    "taskSpec.containerSpec.secrets[]": "secretId secretName fileName fileUid fileGid fileMode",
+    "taskSpec.networksAdvanceds[]": "id aliases",
+    "taskSpec.resources": "limits reservation",
+    "taskSpec.resources.limits": "memoryBytes",
+    "taskSpec.resources.reservation": "memoryBytes",
+    "taskSpec.restartPolicy": "condition delay",
+    "taskSpec.placement": "constraints maxReplicas",
+    "taskSpec.logDriver": "name",
+    "mode": "replicated",
+    "mode.replicated": "replicas",
+    "updateConfig": "parallelism delay failureAction monitor maxFailureRatio order",
+    "rollbackConfig": "parallelism delay failureAction monitor maxFailureRatio order",
+    "endpointSpec": "mode ports",
+    "endpointSpec.ports[]": "targetPort publishedPort publishMode protocol",
+    "convergeConfig": "delay timeout",
 }
 SECRET_INPUTS: Final = frozenset({"name", "data", "labels"})
 # The provider's converge timing: its default delay, the fixed delay after an update, then the
@@ -86,12 +97,17 @@ def nanoseconds(duration: str) -> int:
 def require_known(value: dict[str, Any], refuse: Callable[[str, list[str]], None]) -> None:
     """Refuse service inputs the harness would not apply, naming their path."""
     for path, known in SERVICE_INPUTS.items():
-        node: Any = value
+        nodes: list[Any] = [value]
         for part in filter(None, path.split(".")):
-            node = node.get(part) or {}
-        unknown = sorted(set(node) - known)
-        if unknown:
-            refuse(path or "service", unknown)
+            name = part.removesuffix("[]")
+            nodes = [node.get(name) for node in nodes if isinstance(node, dict)]
+            nodes = (
+                [item for node in nodes for item in node or []] if part.endswith("[]") else nodes
+            )
+        for node in nodes:
+            unknown = sorted(set(node or {}) - set(known.split()))
+            if unknown:
+                refuse(path or "service", unknown)
 
 
 def _integer(value: float | int | None) -> int | None:

@@ -108,7 +108,11 @@ def deploy(args: SwarmArgs, parent: pulumi.Resource) -> SwarmServices:
             docker.NetworkLabelArgs(label=key, value=value)
             for key, value in labels(args.labels, contract.ROLE_NETWORK).items()
         ],
-        opts=child,
+        # The provider reads back the engine's whole options map, the overlay's own VXLAN id
+        # included: a declared map would differ on every `up`, and options force a
+        # replacement. (So a change of overlayEncrypted needs the network made anew:
+        # `pulumi destroy`, then `up`.)
+        opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["options"]),
     )
     api = docker.Service(
         f"{args.name}-api",

@@ -43,10 +43,13 @@ def api_image(client: docker.DockerClient, name: str) -> str:
 def test_deploys_serves_and_is_hardened_as_far_as_swarm_allows(
     swarm_deployments: Deployments,
 ) -> None:
-    stack = swarm_deployments.up(f"s{uuid.uuid4().hex[:8]}")
+    # IPsec on the overlay: on one node nothing crosses it, but the network is made and kept.
+    stack = swarm_deployments.up(f"s{uuid.uuid4().hex[:8]}", overlayEncrypted="true")
     done = smoke(stack)
     assert done.returncode == 0, done.stdout + done.stderr
     client = swarm_deployments.client
+    network = client.networks.get(stack.exports[contract.EXPORT_NETWORK])
+    assert network.attrs["Options"].get("encrypted") == "true"
     api, proxy = stack.exports[contract.EXPORT_API_SERVICE], stack.exports["proxyService"]
     assert len(running_tasks(client, api)) == 2
     assert len(running_tasks(client, proxy)) == 1
