@@ -140,12 +140,7 @@ def deploy(args: SwarmArgs, parent: pulumi.Resource) -> SwarmServices:
         converge_config=docker.ServiceConvergeConfigArgs(timeout=CONVERGE_TIMEOUT),
         opts=child,
     )
-    api_rolled_out = _rolled_out(
-        api,
-        args.api_image,
-        {"env": api_environment(settings), "replicas": settings.api_replicas},
-        parent,
-    )
+    api_rolled_out = _rolled_out(api, args.api_image, parent)
 
     environment = dict(args.proxy_environment)
     secrets = []
@@ -192,28 +187,20 @@ def deploy(args: SwarmArgs, parent: pulumi.Resource) -> SwarmServices:
         # After the API's rollout, so that the proxy starts with a healthy API.
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[api_rolled_out]),
     )
-    revision = {
-        "env": environment,
-        "replicas": settings.proxy_replicas,
-        "secrets": [secret.secret_id for secret in secrets],
-    }
-    _rolled_out(proxy, args.proxy_image, revision, parent)
+    _rolled_out(proxy, args.proxy_image, parent)
     return SwarmServices(network.name, api.name, proxy.name)
 
 
 def _rolled_out(
-    service: docker.Service,
-    image: pulumi.Input[str],
-    revision: dict[str, object],
-    parent: pulumi.Resource,
+    service: docker.Service, image: pulumi.Input[str], parent: pulumi.Resource
 ) -> ServiceRolledOut:
     """The deploy goes on once Swarm has rolled the service out, or fails saying why; run again
-    whenever the image or `revision` (what else a rollout follows from) changes."""
+    whenever the service's tasks or their number change (a rollout, or a scaling)."""
     return ServiceRolledOut(
         f"{service.pulumi_resource_name}-rolled-out",
         service.id,
         image,
-        pulumi.Output.json_dumps({"image": image, **revision}),
+        pulumi.Output.json_dumps({"tasks": service.task_spec, "mode": service.mode}),
         CONVERGE_TIMEOUT_SECONDS,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[service]),
     )

@@ -2,12 +2,13 @@
 behind the proxy, healthy, non-root on a read-only root, and really on PyPy."""
 
 from collections.abc import Iterator
+from importlib import metadata
 
 import docker
 import pytest
 
 import contract
-from rest_api_stack import API_RUNTIMES
+from instance_specs import API_RUNTIMES
 from tests.images import stack as images
 from tests.images.conftest import STACK_START_TIMEOUT
 from tests.images.stack import Running, Stack, get, wait_for
@@ -66,3 +67,35 @@ def test_the_pypy_api_becomes_healthy(on_pypy: Running) -> None:
         return str(on_pypy.api.attrs["State"]["Health"]["Status"])
 
     wait_for(health, lambda status: status == "healthy", timeout=60, what="PyPy API healthy")
+
+
+# The service's own tests, on PyPy: its requirements (as the image installs them) and the test
+# tools in a virtualenv of the PyPy base image, the repository mounted read-only.
+SERVICE_TESTS = """
+set -e
+pypy3 -m venv /tmp/venv
+/tmp/venv/bin/pip install --quiet --only-binary=:all: --no-binary={source_builds} \
+    -r service/requirements.txt {tools}
+/tmp/venv/bin/python -m pytest -p no:cacheprovider --confcutdir=tests/service -o addopts= \
+    -q tests/service
+"""
+TEST_TOOLS = ("pytest", "requests", "docker")
+
+
+def test_the_service_tests_pass_on_pypy(
+    docker_client: docker.DockerClient, base_images: dict[str, str]
+) -> None:
+    # The versions the tests run with here.
+    tools = " ".join(f"{tool}=={metadata.version(tool)}" for tool in TEST_TOOLS)
+    script = SERVICE_TESTS.format(source_builds=PYPY.source_builds, tools=tools)
+    output = docker_client.containers.run(
+        base_images["pypy"],
+        ["sh", "-c", script],
+        volumes={str(images.REPO_ROOT): {"bind": "/src", "mode": "ro"}},
+        working_dir="/src",
+        environment={"PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp"},
+        user="10001:10001",
+        remove=True,
+        stderr=True,
+    ).decode()
+    assert " passed" in output and "failed" not in output and "error" not in output, output
