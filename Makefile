@@ -37,7 +37,7 @@ up: venv base-images ## pulumi up: build the images and deploy the stack (needs 
 	pulumi up --yes --stack $(STACK)
 	$(MAKE) --no-print-directory smoke
 
-policy: venv ## check every container's hardening (policy/) before anything is deployed
+policy: venv ## check every container's and service's hardening (policy/) before anything is deployed
 	@if command -v pulumi >/dev/null; then \
 	  pulumi stack select --create $(STACK) && \
 	  pulumi preview --stack $(STACK) --policy-pack policy; \

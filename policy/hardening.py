@@ -4,14 +4,24 @@ Every Docker container must run as a non-root user, on a read-only root filesyst
 capabilities dropped and none added, `no-new-privileges`, a memory limit, not privileged, in
 none of the host's network, PID or IPC namespaces, with neither the Docker socket nor the
 host's root mounted, publishing ports only on the stack's `proxyBindAddress`, with a health
-check, and its image referenced by digest. Swarm services are refused until the pack checks
-them too. Each message names the resource and what to change in the program.
+check, and its image referenced by digest. Every Swarm service must do the same wherever Swarm
+can express it (its task's container spec: user, read-only root, capabilities, mounts, image;
+its task's memory limit), publish ports in host mode only, and take private keys as Docker
+secrets, never in its environment. Each message names the resource and what to change in the
+program.
 
-Container rules read the container's inputs (`pulumi preview` knows them before anything is
+What a service can't be checked for, because Swarm can't express it on this provider
+(pulumi-docker 5's service `privileges` hold only `credential_spec` and `se_linux_context`, and
+Docker's API has no service no-new-privileges before 1.44): no-new-privileges, for which the
+images ship no setuid or setgid program instead. Services have no privileged mode and no host
+PID or IPC namespace to check; one attached to the host's network (by that network's ID, which
+only the engine knows) is not recognised.
+
+Resource rules read the resource's inputs (`pulumi preview` knows them before anything is
 created; one that comes from another resource's output, such as the image's ID on a first
-deploy, is only known at `pulumi up`, where the rule runs again before the container is
+deploy, is only known at `pulumi up`, where the rule runs again before the resource is
 created). The health check is a stack rule: the program takes it from the image's Dockerfile,
-so it follows the container's image to the image resource that builds it.
+so it follows each container's or service's image to the image resource that builds it.
 """
 
 import ipaddress
@@ -51,6 +61,8 @@ DOCKER_SOCKETS: Final = (PurePosixPath("/var/run/docker.sock"), PurePosixPath("/
 DIGEST: Final = re.compile(r"(?:^|@)sha256:[0-9a-f]{64}$")
 
 Props = Mapping[str, Any]
+# What to change, one line per problem; none when the resource complies.
+Check = Callable[[Props], Iterator[str]]
 
 
 def _user(props: Props) -> Iterator[str]:
@@ -131,12 +143,15 @@ def _ports(props: Props) -> Iterator[str]:
         ip = str(declared or "0.0.0.0")  # noqa: S104 (Docker's default, which is the point)
         if ipaddress.ip_address(ip) != ipaddress.ip_address(bind):
             where = ip if declared else "all interfaces (no ip given)"
-            external = port.get("external")  # a number arrives as a float
-            number = int(external) if isinstance(external, int | float) else "(any)"
             yield (
-                f"publishes port {number} on {where}, not on proxyBindAddress {bind}:"
-                " set ip=settings.proxy_bind_address"
+                f"publishes port {_number(port.get('external'))} on {where}, not on"
+                f" proxyBindAddress {bind}: set ip=settings.proxy_bind_address"
             )
+
+
+def _number(port: object) -> int | str:
+    """A published port's number (it arrives as a float), or "(any)" when Docker picks it."""
+    return int(port) if isinstance(port, int | float) else "(any)"
 
 
 def _digest(props: Props) -> Iterator[str]:
@@ -148,50 +163,171 @@ def _digest(props: Props) -> Iterator[str]:
         )
 
 
+# Services: Swarm keeps most of a container's settings in the task's container spec, under
+# the same names, where the container's check reads them; the rest are checks of their own.
+
+
+def _container_spec(props: Props) -> Props:
+    return (props.get("taskSpec") or {}).get("containerSpec") or {}
+
+
+def _in_spec(check: Check) -> Check:
+    """A container's check, of a service's container spec."""
+    return lambda props: check(_container_spec(props))
+
+
+def _service_capabilities(props: Props) -> Iterator[str]:
+    spec = _container_spec(props)
+    if "ALL" not in {str(name).upper() for name in spec.get("capDrops") or []}:
+        yield 'keeps Docker\'s default capabilities: set cap_drops=["ALL"] in its container_spec'
+    if added := list(spec.get("capAdds") or []):
+        yield f"adds capabilities {added}: remove cap_adds from its container_spec"
+
+
+def _service_memory(props: Props) -> Iterator[str]:
+    limits = ((props.get("taskSpec") or {}).get("resources") or {}).get("limits") or {}
+    if not (limits.get("memoryBytes") or 0) > 0:
+        yield "has no memory limit: set task_spec.resources.limits.memory_bytes"
+
+
+def _host_mode(props: Props) -> Iterator[str]:
+    for port in (props.get("endpointSpec") or {}).get("ports") or []:
+        if port.get("publishMode") != "host":  # unset: ingress
+            yield (
+                f"publishes port {_number(port.get('publishedPort'))} through the routing mesh,"
+                ' on every node of the swarm: set publish_mode="host" (on the nodes that run it'
+                " only, which its placement chooses)"
+            )
+
+
+def _keys_as_secrets(props: Props) -> Iterator[str]:
+    for name, value in (_container_spec(props).get("env") or {}).items():
+        if "PRIVATE KEY" in str(value):
+            yield (
+                f"has a private key in its environment ({name}): make it a docker.Secret and"
+                " mount it with container_spec.secrets"
+            )
+
+
 @dataclass(frozen=True)
-class ContainerRule:
+class Rule:
     name: str
     description: str
-    # What to change, one line per problem; none when the container complies.
-    check: Callable[[Props], Iterator[str]]
+    # Its check of a container and of a Swarm service; None where that kind of resource can't
+    # express what the rule guards (the description says so).
+    container: Check | None = None
+    service: Check | None = None
 
 
-CONTAINER_RULES: Final = (
-    ContainerRule("non-root-user", "Containers run as a non-root user.", _user),
-    ContainerRule("read-only-root", "Containers have a read-only root filesystem.", _read_only),
-    ContainerRule(
-        "drop-all-capabilities", "Containers drop all capabilities, add none.", _capabilities
+RULES: Final = (
+    Rule(
+        "non-root-user",
+        "Containers and services run as a non-root user.",
+        _user,
+        _in_spec(_user),
     ),
-    ContainerRule("no-new-privileges", "Containers set no-new-privileges.", _no_new_privileges),
-    ContainerRule("memory-limit", "Containers have a memory limit.", _memory),
-    ContainerRule("not-privileged", "Containers are not privileged.", _not_privileged),
-    ContainerRule(
-        "no-host-namespaces", "Containers share no host network, PID or IPC namespace.", _namespaces
+    Rule(
+        "read-only-root",
+        "Containers and services have a read-only root filesystem.",
+        _read_only,
+        _in_spec(_read_only),
     ),
-    ContainerRule(
-        "no-host-mounts", "Containers mount neither the Docker socket nor the host root.", _mounts
+    Rule(
+        "drop-all-capabilities",
+        "Containers and services drop all capabilities, add none.",
+        _capabilities,
+        _service_capabilities,
     ),
-    ContainerRule("ports-on-bind-address", "Ports are published on proxyBindAddress only.", _ports),
-    ContainerRule("image-by-digest", "Containers reference their image by digest.", _digest),
+    Rule(
+        "no-new-privileges",
+        "Containers set no-new-privileges. Services can't (pulumi-docker's service privileges"
+        " have no such field, nor Docker's API before 1.44): their images ship no setuid or"
+        " setgid program instead.",
+        _no_new_privileges,
+    ),
+    Rule(
+        "memory-limit",
+        "Containers and services have a memory limit.",
+        _memory,
+        _service_memory,
+    ),
+    Rule(
+        "not-privileged",
+        "Containers are not privileged (Swarm runs no service privileged).",
+        _not_privileged,
+    ),
+    Rule(
+        "no-host-namespaces",
+        "Containers share no host network, PID or IPC namespace (services have no such modes).",
+        _namespaces,
+    ),
+    Rule(
+        "no-host-mounts",
+        "Containers and services mount neither the Docker socket nor the host root.",
+        _mounts,
+        _in_spec(_mounts),
+    ),
+    Rule("ports-on-bind-address", "Containers publish ports on proxyBindAddress only.", _ports),
+    Rule(
+        "ports-in-host-mode",
+        "Services publish ports in host mode, on the nodes that run them only: never through"
+        " the routing mesh, which opens them on every node of the swarm (and needs IPVS).",
+        service=_host_mode,
+    ),
+    Rule(
+        "image-by-digest",
+        "Containers and services reference their image by digest.",
+        _digest,
+        _in_spec(_digest),
+    ),
+    Rule(
+        "keys-as-secrets",
+        "Services take private keys as Docker secrets, never in their environment. (On one"
+        " engine, which has no secrets, the proxy container moves its key from its environment"
+        " to its tmpfs.)",
+        service=_keys_as_secrets,
+    ),
 )
 
 
-def _container_validator(rule: ContainerRule) -> Callable[[ResourceValidationArgs, Any], None]:
+@dataclass(frozen=True)
+class Kind:
+    """A kind of resource the pack checks."""
+
+    # What messages call one.
+    word: str
+    # Where it declares its own health check (unset: its image's).
+    healthcheck: tuple[str, ...]
+    # The input that holds its image, and so depends on the image resource.
+    image_input: str
+    # What to declare when its image is not built here.
+    declare_healthcheck: str
+
+
+KINDS: Final = {
+    CONTAINER: Kind(
+        "container",
+        ("healthcheck",),
+        "image",
+        "healthcheck=docker.ContainerHealthcheckArgs(tests=[...])",
+    ),
+    SERVICE: Kind(
+        "service",
+        ("taskSpec", "containerSpec", "healthcheck"),
+        "taskSpec",
+        "healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(tests=[...]) in its"
+        " container_spec",
+    ),
+}
+
+
+def _validator(rule: Rule) -> Callable[[ResourceValidationArgs, Any], None]:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if args.resource_type == CONTAINER:
-            for problem in rule.check(args.props):
-                report_violation(f"container {args.name} {problem}", None)
+        check = {CONTAINER: rule.container, SERVICE: rule.service}.get(args.resource_type)
+        for problem in check(args.props) if check else ():
+            report_violation(f"{KINDS[args.resource_type].word} {args.name} {problem}", None)
 
     return validate
-
-
-def _service_validator(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type == SERVICE:
-        report_violation(
-            f"service {args.name}: this pack checks containers only; extend policy/hardening.py"
-            " to check Swarm services before declaring one",
-            None,
-        )
 
 
 def dockerfile_of(image: Props) -> Path:
@@ -220,30 +356,34 @@ def final_healthcheck(dockerfile: str) -> str | None:
     return healthcheck
 
 
-def _declared_healthcheck(container: PolicyResource) -> Props | None:
-    """The container's own health check; None when it has none (at preview, a computed value
-    the provider reads back later is unknown: the container declared none)."""
+def _declared_healthcheck(resource: PolicyResource, kind: Kind) -> Props | None:
+    """The container's or service's own health check; None when it has none (at preview, a
+    computed value the provider reads back later is unknown: it declared none)."""
+    declared: Any = resource.props
     try:
-        declared = container.props.get("healthcheck")
+        for key in kind.healthcheck:
+            declared = declared.get(key) if isinstance(declared, Mapping) else None
     except UnknownValueError:
         return None
     return declared if isinstance(declared, Mapping) else None
 
 
-def _health_problems(container: PolicyResource) -> Iterator[str]:
-    declared = _declared_healthcheck(container)
+def _health_problems(resource: PolicyResource, kind: Kind) -> Iterator[str]:
+    declared = _declared_healthcheck(resource, kind)
     if declared is not None:
         tests = list(declared.get("tests") or [])
         if not tests or str(tests[0]).upper() == "NONE":
             yield f"disables its health check ({tests}): remove healthcheck, or give it a test"
         return
     images = [
-        r for r in container.property_dependencies.get("image", []) if r.resource_type == IMAGE
+        r
+        for r in resource.property_dependencies.get(kind.image_input, [])
+        if r.resource_type == IMAGE
     ]
     if not images:
         yield (
             "has no health check the stack can see (its image is not built here): declare"
-            " healthcheck=docker.ContainerHealthcheckArgs(tests=[...])"
+            f" {kind.declare_healthcheck}"
         )
     for image in images:
         dockerfile = dockerfile_of(image.props)
@@ -260,24 +400,17 @@ def _health_problems(container: PolicyResource) -> Iterator[str]:
 
 def _health_validator(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     for resource in args.resources:
-        if resource.resource_type == CONTAINER:
-            for problem in _health_problems(resource):
-                report_violation(f"container {resource.name} {problem}", resource.urn)
+        if kind := KINDS.get(resource.resource_type):
+            for problem in _health_problems(resource, kind):
+                report_violation(f"{kind.word} {resource.name} {problem}", resource.urn)
 
 
 POLICIES: Final[Sequence[ResourceValidationPolicy | StackValidationPolicy]] = (
-    *(
-        ResourceValidationPolicy(rule.name, rule.description, _container_validator(rule))
-        for rule in CONTAINER_RULES
-    ),
+    *(ResourceValidationPolicy(rule.name, rule.description, _validator(rule)) for rule in RULES),
     StackValidationPolicy(
         "health-check",
-        "Containers have a health check, their own or their image's.",
+        "Containers and services have a health check, their own or their image's (a service's"
+        " rollout waits for it).",
         _health_validator,
-    ),
-    ResourceValidationPolicy(
-        "no-unchecked-swarm-services",
-        "Swarm services wait for rules of their own.",
-        _service_validator,
     ),
 )

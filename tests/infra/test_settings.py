@@ -170,3 +170,51 @@ def test_a_key_under_another_projects_name_is_ignored_with_a_warning(
     assert exports["url"] == "https://127.0.0.1:9000"
     assert "not read: old-name:proxyPort. " in caplog.text
     assert f"This project is {PROJECT!r}: its keys are {PROJECT}:<key>." in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            {"orchestrator": "swarm", "proxyBindAddress": "127.0.0.1"},
+            "proxyBindAddress: not applied with orchestrator swarm",
+        ),
+        ({"proxyReplicas": "2"}, "proxyReplicas: applies with orchestrator swarm only"),
+        ({"overlayEncrypted": "true"}, "overlayEncrypted: applies with orchestrator swarm only"),
+        ({"imageRegistry": "registry:5000"}, "imageRegistry: applies with orchestrator swarm only"),
+        (
+            {"proxyConstraints": "node.role==manager"},
+            "proxyConstraints: applies with orchestrator swarm only",
+        ),
+        (
+            {"orchestrator": "swarm", "imageRegistry": "https://registry.example.com"},
+            "imageRegistry: 'https://registry.example.com' is not a registry host[:port]",
+        ),
+        (
+            {"orchestrator": "swarm", "imageRegistry": "registry.example.com/Team"},
+            "imageRegistry: 'registry.example.com/Team' is not a registry host[:port]",
+        ),
+        (
+            {"orchestrator": "swarm", "proxyConstraints": "node.role=manager"},
+            "proxyConstraints: 'node.role=manager' is not a comma-separated list of Swarm",
+        ),
+        (
+            {"orchestrator": "swarm", "proxyConstraints": "role==manager"},
+            "proxyConstraints: 'role==manager' is not a comma-separated list of Swarm",
+        ),
+        ({"orchestrator": "swarm", "proxyReplicas": "0"}, "proxyReplicas: 0 is out of range"),
+        ({"orchestrator": "kubernetes"}, "orchestrator: 'kubernetes' is not one of engine, swarm"),
+    ],
+)
+def test_a_key_the_orchestrator_can_not_apply_is_refused(
+    config: dict[str, str], expected: str
+) -> None:
+    message, mocks = deploy_invalid(config)
+    assert expected in message, message
+    assert mocks.resources == [], "resources were registered despite invalid config"
+
+
+def test_swarm_keys_at_their_defaults_are_accepted_on_one_engine(deploy: Deploy) -> None:
+    """What `pulumi new` and Pulumi.dev.yaml write: every key, at its default."""
+    deployment = deploy(proxyReplicas="1", overlayEncrypted="false")
+    assert deployment.containers and not deployment.mocks.of_type(":Service")

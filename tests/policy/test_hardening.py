@@ -1,7 +1,7 @@
 """The policy pack over what the program declares under the mock runtime: the program complies
-(dev config and a non-default one), and a copy of its resources with one hardening setting
-removed is caught by that setting's policy alone, with a message naming the container and
-what to change."""
+(the dev and swarm stacks' config, and non-default ones), and a copy of its resources with one
+hardening setting removed is caught by that setting's policy alone, with a message naming the
+container or service and what to change."""
 
 import copy
 import dataclasses
@@ -13,7 +13,6 @@ import pulumi
 import pytest
 
 import hardening
-from engine_harness.docker_mocks import Options
 from engine_harness.program import stack_config
 from mock_preview import Declared, check, declare
 from tests.engine_stacks import PROJECT, full_config
@@ -48,6 +47,32 @@ def test_a_non_default_stack_complies() -> None:
     assert check(declared) == []
 
 
+def test_the_swarm_stack_complies() -> None:
+    declared = declared_with(stack_config("swarm"))
+    assert [d.typ for d in declared if d.typ in hardening.KINDS] == [hardening.SERVICE] * 2
+    assert check(declared) == []
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {
+            "imageRegistry": "registry.example.com:5000/team",
+            "proxyReplicas": "3",
+            "proxyConstraints": "node.labels.edge==true,node.role!=manager",
+            "overlayEncrypted": "true",
+            "httpRedirectPort": "8081",
+            "publicHost": "api.example.com",
+        },
+        {"tlsMode": "off", "apiReplicas": "1"},
+    ],
+    ids=["registry-redirect", "plain-http"],
+)
+def test_a_non_default_swarm_stack_complies(config: dict[str, str]) -> None:
+    declared = declared_with(stack_config("swarm") | full_config(config))
+    assert check(declared) == []
+
+
 Mutation = Callable[[dict[str, Any]], None]
 
 
@@ -66,6 +91,25 @@ def on_port(key: str, value: object | None) -> Mutation:
 
     return mutate
 
+
+def in_spec(mutate: Mutation) -> Mutation:
+    """The change, to a service's container spec."""
+    return lambda inputs: mutate(inputs["taskSpec"]["containerSpec"])
+
+
+def on_service_ports(key: str, value: object | None) -> Mutation:
+    def mutate(inputs: dict[str, Any]) -> None:
+        for port in inputs["endpointSpec"]["ports"]:
+            port.pop(key) if value is None else port.__setitem__(key, value)
+
+    return mutate
+
+
+def without_memory_limit(inputs: dict[str, Any]) -> None:
+    inputs["taskSpec"]["resources"].pop("limits")
+
+
+KEY = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----"
 
 # (policy, container, the change to its declaration, what the message must say)
 DROPPED = [
@@ -122,17 +166,77 @@ DROPPED = [
     ("image-by-digest", "proxy", setting("image", "nginx:1.30"), ".repo_digest"),
 ]
 
+# The same for the swarm stack's services (health-check: the image's, or their own).
+SERVICE_DROPPED = [
+    ("non-root-user", "api", in_spec(without("user")), 'user="10001:10001"'),
+    ("non-root-user", "proxy", in_spec(setting("user", "0")), "runs as user '0'"),
+    ("read-only-root", "api", in_spec(without("readOnly")), "set read_only=True"),
+    ("read-only-root", "proxy", in_spec(setting("readOnly", False)), "set read_only=True"),
+    ("drop-all-capabilities", "proxy", in_spec(without("capDrops")), 'cap_drops=["ALL"]'),
+    (
+        "drop-all-capabilities",
+        "api",
+        in_spec(setting("capAdds", ["NET_RAW"])),
+        "adds capabilities ['NET_RAW']: remove cap_adds",
+    ),
+    ("memory-limit", "api", without_memory_limit, "set task_spec.resources.limits.memory_bytes"),
+    (
+        "no-host-mounts",
+        "proxy",
+        in_spec(
+            setting("mounts", [{"type": "bind", "source": "/run/docker.sock", "target": "/s"}])
+        ),
+        "mounts the host's /run/docker.sock",
+    ),
+    (
+        "no-host-mounts",
+        "api",
+        in_spec(setting("mounts", [{"type": "bind", "source": "/", "target": "/host"}])),
+        "mounts the host's /:",
+    ),
+    (
+        "ports-in-host-mode",
+        "proxy",
+        on_service_ports("publishMode", "ingress"),
+        "publishes port 8444 through the routing mesh",
+    ),
+    ("ports-in-host-mode", "proxy", on_service_ports("publishMode", None), 'publish_mode="host"'),
+    (
+        "image-by-digest",
+        "api",
+        in_spec(setting("image", "registry:5000/api:swarm")),
+        ".repo_digest",
+    ),
+    (
+        "keys-as-secrets",
+        "proxy",
+        in_spec(lambda spec: spec["env"].__setitem__("TLS_PRIVATE_KEY", KEY)),
+        "private key in its environment (TLS_PRIVATE_KEY): make it a docker.Secret",
+    ),
+    (
+        "health-check",
+        "api",
+        in_spec(setting("healthcheck", {"tests": ["NONE"]})),
+        "disables its health check (['NONE'])",
+    ),
+]
+
 
 @pytest.fixture(scope="module")
-def dev_declared() -> list[Declared]:
-    return declared_with(stack_config("dev"))
+def declared_by_stack() -> dict[str, list[Declared]]:
+    """What the dev stack (containers) and the swarm stack (services) declare."""
+    return {stack: declared_with(stack_config(stack)) for stack in ("dev", "swarm")}
 
 
 @pytest.fixture
-def dev(dev_declared: list[Declared]) -> list[Declared]:
-    """What the dev stack declares, with its config in force (the ports policy reads it)."""
-    pulumi.runtime.set_all_config(stack_config("dev"))
-    return dev_declared
+def stacks(declared_by_stack: dict[str, list[Declared]]) -> Callable[[str], list[Declared]]:
+    """What a stack declares, with its config in force (the ports policy reads it)."""
+
+    def declared(stack: str) -> list[Declared]:
+        pulumi.runtime.set_all_config(stack_config(stack))
+        return declared_by_stack[stack]
+
+    return declared
 
 
 def changed(declared: list[Declared], name: str, mutate: Mutation) -> list[Declared]:
@@ -147,64 +251,89 @@ def changed(declared: list[Declared], name: str, mutate: Mutation) -> list[Decla
     return result
 
 
+DROPPED_BY_STACK = [("dev", *row) for row in DROPPED] + [("swarm", *row) for row in SERVICE_DROPPED]
+
+
 @pytest.mark.parametrize(
-    ("policy", "container", "mutate", "says"),
-    DROPPED,
-    ids=[f"{row[0]}-{row[1]}-{row[3][:24]}" for row in DROPPED],
+    ("stack", "policy", "resource", "mutate", "says"),
+    DROPPED_BY_STACK,
+    ids=[f"{row[0]}-{row[1]}-{row[2]}-{row[4][:24]}" for row in DROPPED_BY_STACK],
 )
 def test_a_dropped_setting_is_named_by_its_policy(
-    dev: list[Declared], policy: str, container: str, mutate: Mutation, says: str
+    stacks: Callable[[str], list[Declared]],
+    stack: str,
+    policy: str,
+    resource: str,
+    mutate: Mutation,
+    says: str,
 ) -> None:
-    (target,) = [d for d in dev if d.name == f"{PROJECT}-unit-{container}"]
-    (violation,) = check(changed(dev, target.name, mutate))
+    declared = stacks(stack)
+    (target,) = [d for d in declared if d.name == f"{PROJECT}-unit-{resource}"]
+    (violation,) = check(changed(declared, target.name, mutate))
     assert violation.policy == policy
     assert violation.urn == target.options.urn
-    assert violation.message.startswith(f"container {target.name} "), violation.message
+    kind = hardening.KINDS[target.typ].word
+    assert violation.message.startswith(f"{kind} {target.name} "), violation.message
     assert says in violation.message, violation.message
 
 
-def test_every_container_policy_is_exercised() -> None:
-    rules = {rule.name for rule in hardening.CONTAINER_RULES} | {"health-check"}
-    assert rules == {row[0] for row in DROPPED}
+def test_every_policy_is_exercised() -> None:
+    """Every rule's check of containers by DROPPED, of services by SERVICE_DROPPED."""
+    for rows, checks in (
+        (DROPPED, {rule.name for rule in hardening.RULES if rule.container}),
+        (SERVICE_DROPPED, {rule.name for rule in hardening.RULES if rule.service}),
+    ):
+        assert checks | {"health-check"} == {row[0] for row in rows}
     names = [policy.name for policy in hardening.POLICIES]
     assert len(names) == len(set(names))
 
 
-def test_an_image_without_a_health_check_is_named(dev: list[Declared], tmp_path: Path) -> None:
+# What runs the proxy's image: on one engine a container, on a swarm a service (whose rollout
+# waits for the image's health check).
+RUNS_THE_PROXY = [("dev", "container"), ("swarm", "service")]
+
+
+@pytest.mark.parametrize(("stack", "kind"), RUNS_THE_PROXY)
+def test_an_image_without_a_health_check_is_named(
+    stacks: Callable[[str], list[Declared]], tmp_path: Path, stack: str, kind: str
+) -> None:
     """The program's health checks are its images' (HEALTHCHECK in their Dockerfiles): one
-    built from a Dockerfile without one fails every container that runs it."""
+    built from a Dockerfile without one fails every container or service that runs it."""
+    declared = stacks(stack)
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("FROM python:3.14\nHEALTHCHECK CMD true\nFROM python:3.14\nUSER 1\n")
-    (image,) = [d for d in dev if d.name.endswith("-proxy-image")]
+    (image,) = [d for d in declared if d.name.endswith("-proxy-image")]
 
     def rebuild(inputs: dict[str, Any]) -> None:
         inputs["build"]["dockerfile"] = str(dockerfile)
 
-    violations = check(changed(dev, image.name, rebuild))
+    violations = check(changed(declared, image.name, rebuild))
     assert {v.policy for v in violations} == {"health-check"}
     (violation,) = violations
     assert violation.message == (
-        f"container {PROJECT}-unit-proxy has no health check:"
+        f"{kind} {PROJECT}-unit-proxy has no health check:"
         f" add a HEALTHCHECK to the last stage of {dockerfile}"
     )
 
 
-def test_a_container_of_an_image_not_built_here_must_declare_its_health_check(
-    dev: list[Declared],
+@pytest.mark.parametrize(
+    ("stack", "declare"),
+    [
+        ("dev", "healthcheck=docker.ContainerHealthcheckArgs(tests=[...])"),
+        ("swarm", "healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(tests=[...])"),
+    ],
+)
+def test_what_runs_an_image_not_built_here_must_declare_its_health_check(
+    stacks: Callable[[str], list[Declared]], stack: str, declare: str
 ) -> None:
-    (proxy,) = [d for d in dev if d.name.endswith("-proxy")]
+    declared = stacks(stack)
+    (proxy,) = [d for d in declared if d.name.endswith("-proxy")]
     options = dataclasses.replace(proxy.options, property_dependencies={})
-    unlinked = [dataclasses.replace(d, options=options) if d is proxy else d for d in dev]
+    unlinked = [dataclasses.replace(d, options=options) if d is proxy else d for d in declared]
     (violation,) = check(unlinked)
     assert violation.policy == "health-check"
-    assert "healthcheck=docker.ContainerHealthcheckArgs" in violation.message
-
-
-def test_a_swarm_service_is_refused_until_the_pack_checks_it(dev: list[Declared]) -> None:
-    service = Declared(hardening.SERVICE, "svc", {}, {}, Options(urn="urn:pulumi:unit::p::svc"))
-    (violation,) = check([*dev, service])
-    assert violation.policy == "no-unchecked-swarm-services"
-    assert violation.message.startswith("service svc: ")
+    assert violation.urn == proxy.options.urn
+    assert declare in violation.message, violation.message
 
 
 @pytest.mark.parametrize(

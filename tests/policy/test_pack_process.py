@@ -4,6 +4,7 @@ stack's name and config in the environment (pulumi sdk/python/cmd/pulumi-languag
 RunPlugin), reads the analyzer's port from its first line of output, and asks it over gRPC.
 Here the test asks, with what the program declares under the mock runtime."""
 
+import copy
 import json
 import os
 import subprocess
@@ -62,6 +63,11 @@ def dev() -> list[Declared]:
     return declare("unit", stack_config("dev"), PROJECT)
 
 
+@pytest.fixture(scope="module")
+def swarm() -> list[Declared]:
+    return declare("unit", stack_config("swarm"), PROJECT)
+
+
 def struct(values: dict[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(values)
@@ -105,16 +111,46 @@ def test_the_program_s_containers_pass_and_a_changed_one_is_stopped(
     assert diagnostic.policyName == "ports-on-bind-address"
 
 
-def test_the_stack_check_follows_each_container_to_its_image(
-    analyzer: analyzer_pb2_grpc.AnalyzerStub, dev: list[Declared]
+def test_the_program_s_services_pass_and_a_changed_one_is_stopped(
+    analyzer: analyzer_pb2_grpc.AnalyzerStub, swarm: list[Declared]
 ) -> None:
-    def stack(healthcheck: dict[str, Any] | None) -> list[Any]:
+    services = [d for d in swarm if d.typ == hardening.SERVICE]
+    assert len(services) == 2
+    for service in services:
+        assert analyze(analyzer, service) == [], service.name
+    proxy = services[-1]
+    endpoint = proxy.inputs["endpointSpec"]
+    ports = [port | {"publishMode": "ingress"} for port in endpoint["ports"]]
+    (diagnostic,) = analyze(analyzer, proxy, endpointSpec=endpoint | {"ports": ports})
+    assert diagnostic.policyName == "ports-in-host-mode"
+    assert diagnostic.enforcementLevel == MANDATORY
+    assert f"\nservice {proxy.name} publishes port 8444 through the routing mesh" in (
+        diagnostic.message
+    )
+
+
+def with_healthcheck(declared: Declared, healthcheck: dict[str, Any] | None) -> dict[str, Any]:
+    """A container's or service's outputs with its own health check (None: its image's)."""
+    outputs = copy.deepcopy(declared.outputs)
+    if healthcheck and declared.typ == hardening.CONTAINER:
+        outputs["healthcheck"] = healthcheck
+    if healthcheck and declared.typ == hardening.SERVICE:
+        outputs["taskSpec"]["containerSpec"]["healthcheck"] = healthcheck
+    return outputs
+
+
+@pytest.mark.parametrize("stack", ["dev", "swarm"])
+def test_the_stack_check_follows_each_container_or_service_to_its_image(
+    analyzer: analyzer_pb2_grpc.AnalyzerStub, request: pytest.FixtureRequest, stack: str
+) -> None:
+    declared: list[Declared] = request.getfixturevalue(stack)
+    runs_images = [d for d in declared if d.typ in hardening.KINDS]
+
+    def stack_check(healthcheck: dict[str, Any] | None) -> list[Any]:
         resources = [
             analyzer_pb2.AnalyzerResource(
                 type=d.typ,
-                properties=struct(
-                    d.outputs | ({"healthcheck": healthcheck} if healthcheck else {})
-                ),
+                properties=struct(with_healthcheck(d, healthcheck)),
                 urn=d.options.urn,
                 name=d.name,
                 parent=d.options.parent,
@@ -124,16 +160,16 @@ def test_the_stack_check_follows_each_container_to_its_image(
                     for key, urns in d.options.property_dependencies.items()
                 },
             )
-            for d in dev
-            if d.typ in {hardening.CONTAINER, hardening.IMAGE}
+            for d in declared
+            if d.typ in {*hardening.KINDS, hardening.IMAGE}
         ]
-        request = analyzer_pb2.AnalyzeStackRequest(resources=resources)
-        return list(analyzer.AnalyzeStack(request, timeout=30).diagnostics)
+        stack_request = analyzer_pb2.AnalyzeStackRequest(resources=resources)
+        return list(analyzer.AnalyzeStack(stack_request, timeout=30).diagnostics)
 
-    assert stack(None) == []
-    diagnostics = stack({"tests": ["NONE"]})
+    assert stack_check(None) == []
+    diagnostics = stack_check({"tests": ["NONE"]})
     assert {d.policyName for d in diagnostics} == {"health-check"}
-    assert len(diagnostics) == len([d for d in dev if d.typ == hardening.CONTAINER])
+    assert {d.urn for d in diagnostics} == {d.options.urn for d in runs_images}
 
 
 def test_pulumi_runs_the_pack_in_the_project_s_virtualenv() -> None:
