@@ -166,7 +166,8 @@ def deploy(args: SwarmArgs, parent: pulumi.Resource) -> SwarmServices:
                 image=args.proxy_image,
                 env=environment,
                 stop_grace_seconds=PROXY_STOP_GRACE_SECONDS,
-                secrets=secrets,
+                # None rather than empty: the provider reads secrets back only when there are some.
+                secrets=secrets or None,
                 sysctl=PROXY_SYSCTLS,
             ),
             network=docker.ServiceTaskSpecNetworksAdvancedArgs(id=network.id),

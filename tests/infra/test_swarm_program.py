@@ -214,27 +214,29 @@ def test_services_run_their_images_by_digest(default: Deployment) -> None:
 
 
 def test_every_service_is_waited_for_until_rolled_out(default: Deployment) -> None:
-    """One ServiceRolledOut per service, run again whenever its image or what else a rollout
-    follows from changes; the proxy service is declared once the API's rollout is over."""
+    """One ServiceRolledOut per service, run again whenever its tasks or their number change
+    (its revision is the service's whole task spec and mode: a new image, environment, memory
+    limit, placement or certificate secret all roll the tasks); the proxy service is declared
+    once the API's rollout is over."""
     gates = {gate.inputs["service_id"]: gate for gate in default.mocks.of_type("dynamic:Resource")}
     by_role = services(default)
     assert set(gates) == {f"{service.name}-id" for service in by_role.values()}
-    for role, service in by_role.items():
+    for service in by_role.values():
         gate = gates[f"{service.name}-id"]
         assert gate.name == f"{service.name}-rolled-out"
-        spec = container_spec(service)
-        assert gate.inputs["image"] == spec["image"], gate.name
+        assert gate.inputs["image"] == container_spec(service)["image"], gate.name
         assert gate.inputs["timeout"] == swarm.CONVERGE_TIMEOUT_SECONDS, gate.name
+        # (as the SDK's output types spell it: snake_case)
         revision = json.loads(gate.inputs["revision"])
-        assert revision["image"] == spec["image"] and revision["env"] == spec["env"], gate.name
+        tasks, declared = revision["tasks"], service.inputs["taskSpec"]
+        assert tasks["container_spec"]["image"] == declared["containerSpec"]["image"]
+        assert tasks["container_spec"]["env"] == declared["containerSpec"]["env"]
+        limits = declared["resources"]["limits"]["memoryBytes"]
+        assert tasks["resources"]["limits"]["memory_bytes"] == limits
         replicas = service.inputs["mode"]["replicated"]["replicas"]
-        assert revision["replicas"] == replicas, role
+        assert revision["mode"]["replicated"]["replicas"] == replicas
     api, proxy = by_role[contract.ROLE_API], by_role[contract.ROLE_PROXY]
     assert gates[f"{api.name}-id"].options.urn in proxy.options.dependencies
-    # A new certificate is a new secret: the proxy's rollout is waited for again.
-    revision = json.loads(gates[f"{proxy.name}-id"].inputs["revision"])
-    mounted = [secret["secretId"] for secret in container_spec(proxy)["secrets"]]
-    assert revision["secrets"] == mounted and len(mounted) == 2
 
 
 def test_exports_name_the_services_and_no_containers(default: Deployment) -> None:

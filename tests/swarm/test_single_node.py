@@ -74,10 +74,11 @@ def test_deploys_serves_and_is_hardened_as_far_as_swarm_allows(
     task = client.containers.get(task_status["ContainerStatus"]["ContainerID"])
     listing = task.exec_run(["sh", "-c", "ls -ln /run/secrets; cat /proc/1/environ"]).output
     assert b"-r-------- 1 10002 10002" in listing and b"PRIVATE KEY" not in listing
-    # (as root, to see every directory)
-    found = task.exec_run(["find", "/", "-xdev", "-perm", "/6000", "-type", "f"], user="0")
-    setuid = found.output
-    assert setuid == b"", f"setuid or setgid programs in the proxy image: {setuid!r}"
+    for name in (api, proxy):  # (as root, to see every directory)
+        status = running_tasks(client, name)[0]["Status"]
+        container = client.containers.get(status["ContainerStatus"]["ContainerID"])
+        found = container.exec_run(["find", "/", "-xdev", "-perm", "/6000", "-type", "f"], user="0")
+        assert found.output == b"", f"setuid or setgid programs in {name}: {found.output!r}"
 
     # The next `up` with nothing changed changes nothing, and the engine reads back as declared.
     again = swarm_deployments.up(stack.name)
