@@ -58,6 +58,18 @@ API_RUNTIMES: dict[str, Runtime] = {
 
 
 @dataclass(frozen=True)
+class RestApiStackArgs:
+    settings: Settings
+    # Prefix of every Docker object name and image repository, e.g. "<project>-<stack>":
+    # two stacks on one host must not share one.
+    name_prefix: str
+    # Tag of the two images; a stack's own tag keeps stacks from retagging each other's images.
+    image_tag: str
+    # Labels put on every Docker object (network, images' containers), e.g. project and stack.
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
 class ProxyTls:
     """The proxy's certificate chain and key (PEM; the key a secret), and with a CA of the
     stack's own its certificate (what clients verify the proxy by)."""

@@ -5,7 +5,6 @@ A ComponentResource, so other Pulumi programs can reuse the whole stack with one
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,6 +22,7 @@ from instance_specs import (
     PROXY_SYSCTLS,
     TMPFS_OPTIONS,
     ProxyTls,
+    RestApiStackArgs,
     api_environment,
     gateway,
     labels,
@@ -36,18 +36,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # A new container must report healthy within this long, or the deploy fails (and the previous
 # release keeps serving: see RestApiStack). It fails sooner when Docker calls it unhealthy.
 HEALTHY_WITHIN_SECONDS = 60
-
-
-@dataclass(frozen=True)
-class RestApiStackArgs:
-    settings: Settings
-    # Prefix of every Docker object name and image repository, e.g. "<project>-<stack>":
-    # two stacks on one host must not share one.
-    name_prefix: str
-    # Tag of the two images; a stack's own tag keeps stacks from retagging each other's images.
-    image_tag: str
-    # Labels put on every Docker object (network, images' containers), e.g. project and stack.
-    labels: dict[str, str]
 
 
 def build_context(directory: str) -> str:
@@ -145,9 +133,7 @@ class RestApiStack(pulumi.ComponentResource):
             services = swarm.deploy(
                 swarm.SwarmArgs(
                     name=name,
-                    name_prefix=args.name_prefix,
-                    settings=settings,
-                    labels=args.labels,
+                    stack=args,
                     api_image=api_image.repo_digest,
                     proxy_image=proxy_image.repo_digest,
                     proxy_environment=proxy_environment(settings, url, tls),

@@ -35,6 +35,7 @@ host-mode port listens on every interface of its node: limit it with the nodes' 
 
 import base64
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -48,11 +49,11 @@ from instance_specs import (
     PROXY_SYSCTLS,
     TMPFS_SIZE_BYTES,
     ProxyTls,
+    RestApiStackArgs,
     api_environment,
     gateway,
     labels,
 )
-from settings import Settings
 
 MIB = 1024 * 1024
 # How long `pulumi up` waits for a service's tasks to run (and pass their health checks), and
@@ -71,10 +72,9 @@ SECRET_FILE_MODE = 0o400
 
 @dataclass(frozen=True)
 class SwarmArgs:
+    # The component's name, the prefix of every logical name.
     name: str
-    name_prefix: str
-    settings: Settings
-    labels: dict[str, str]
+    stack: RestApiStackArgs
     # The images by digest (or, without a registry, by the building engine's id).
     api_image: pulumi.Input[str]
     proxy_image: pulumi.Input[str]
@@ -91,11 +91,11 @@ class SwarmServices:
 
 def deploy(args: SwarmArgs, parent: pulumi.Resource) -> SwarmServices:
     """The overlay network, the API and proxy services and the TLS secrets."""
-    settings = args.settings
+    settings = args.stack.settings
     child = pulumi.ResourceOptions(parent=parent)
     network = docker.Network(
         f"{args.name}-network",
-        name=f"{args.name_prefix}-net",
+        name=f"{args.stack.name_prefix}-net",
         driver="overlay",
         attachable=True,
         options={"encrypted": "true"} if settings.overlay_encrypted else None,
@@ -106,7 +106,7 @@ def deploy(args: SwarmArgs, parent: pulumi.Resource) -> SwarmServices:
         ],
         labels=[
             docker.NetworkLabelArgs(label=key, value=value)
-            for key, value in labels(args.labels, contract.ROLE_NETWORK).items()
+            for key, value in labels(args.stack.labels, contract.ROLE_NETWORK).items()
         ],
         # The provider reads back the engine's whole options map, the overlay's own VXLAN id
         # included: a declared map would differ on every `up`, and options force a
@@ -114,30 +114,24 @@ def deploy(args: SwarmArgs, parent: pulumi.Resource) -> SwarmServices:
         # `pulumi destroy`, then `up`.)
         opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["options"]),
     )
-    api = docker.Service(
-        f"{args.name}-api",
-        name=f"{args.name_prefix}-api",
-        labels=_service_labels(args, contract.ROLE_API),
-        task_spec=_task_spec(
-            _container_spec(
-                args,
-                contract.ROLE_API,
-                image=args.api_image,
-                env=api_environment(settings),
-                stop_grace_seconds=API_STOP_GRACE_SECONDS,
-            ),
-            network=docker.ServiceTaskSpecNetworksAdvancedArgs(
-                id=network.id, aliases=[contract.API_ALIAS]
-            ),
-            memory_mb=settings.api_memory_mb,
+    api = _service(
+        args,
+        contract.ROLE_API,
+        _container_spec(
+            args,
+            contract.ROLE_API,
+            image=args.api_image,
+            env=api_environment(settings),
+            stop_grace_seconds=API_STOP_GRACE_SECONDS,
         ),
-        mode=docker.ServiceModeArgs(
-            replicated=docker.ServiceModeReplicatedArgs(replicas=settings.api_replicas)
+        network=docker.ServiceTaskSpecNetworksAdvancedArgs(
+            id=network.id, aliases=[contract.API_ALIAS]
         ),
-        update_config=_update("start-first"),
-        rollback_config=_rollback("start-first"),
-        endpoint_spec=docker.ServiceEndpointSpecArgs(mode="dnsrr"),
-        converge_config=docker.ServiceConvergeConfigArgs(timeout=CONVERGE_TIMEOUT),
+        memory_mb=settings.api_memory_mb,
+        replicas=settings.api_replicas,
+        # The new task beside the old one until it is healthy.
+        order="start-first",
+        endpoint=docker.ServiceEndpointSpecArgs(mode="dnsrr"),
         opts=child,
     )
     api_rolled_out = _rolled_out(api, args.api_image, parent)
@@ -155,36 +149,30 @@ def deploy(args: SwarmArgs, parent: pulumi.Resource) -> SwarmServices:
     ports = [_host_port(served, settings.proxy_port)]
     if settings.http_redirect_port:
         ports.append(_host_port(contract.PROXY_HTTP_PORT, settings.http_redirect_port))
-    proxy = docker.Service(
-        f"{args.name}-proxy",
-        name=f"{args.name_prefix}-proxy",
-        labels=_service_labels(args, contract.ROLE_PROXY),
-        task_spec=_task_spec(
-            _container_spec(
-                args,
-                contract.ROLE_PROXY,
-                image=args.proxy_image,
-                env=environment,
-                stop_grace_seconds=PROXY_STOP_GRACE_SECONDS,
-                # None rather than empty: the provider reads secrets back only when there are some.
-                secrets=secrets or None,
-                sysctl=PROXY_SYSCTLS,
-            ),
-            network=docker.ServiceTaskSpecNetworksAdvancedArgs(id=network.id),
-            memory_mb=settings.proxy_memory_mb,
-            placement=docker.ServiceTaskSpecPlacementArgs(
-                # One per node: each binds the node's published ports.
-                max_replicas=1,
-                constraints=list(settings.proxy_constraints or ()) or None,
-            ),
+    proxy = _service(
+        args,
+        contract.ROLE_PROXY,
+        _container_spec(
+            args,
+            contract.ROLE_PROXY,
+            image=args.proxy_image,
+            env=environment,
+            stop_grace_seconds=PROXY_STOP_GRACE_SECONDS,
+            # None rather than empty: the provider reads secrets back only when there are some.
+            secrets=secrets or None,
+            sysctl=PROXY_SYSCTLS,
         ),
-        mode=docker.ServiceModeArgs(
-            replicated=docker.ServiceModeReplicatedArgs(replicas=settings.proxy_replicas)
+        network=docker.ServiceTaskSpecNetworksAdvancedArgs(id=network.id),
+        memory_mb=settings.proxy_memory_mb,
+        replicas=settings.proxy_replicas,
+        # The old task must free the node's ports before the new one binds them.
+        order="stop-first",
+        endpoint=docker.ServiceEndpointSpecArgs(mode="dnsrr", ports=ports),
+        placement=docker.ServiceTaskSpecPlacementArgs(
+            # One per node: each binds the node's published ports.
+            max_replicas=1,
+            constraints=list(settings.proxy_constraints or ()) or None,
         ),
-        update_config=_update("stop-first"),
-        rollback_config=_rollback("stop-first"),
-        endpoint_spec=docker.ServiceEndpointSpecArgs(mode="dnsrr", ports=ports),
-        converge_config=docker.ServiceConvergeConfigArgs(timeout=CONVERGE_TIMEOUT),
         # After the API's rollout, so that the proxy starts with a healthy API.
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[api_rolled_out]),
     )
@@ -207,27 +195,48 @@ def _rolled_out(
     )
 
 
-def _task_spec(
+def _service(
+    args: SwarmArgs,
+    role: str,
     container: docker.ServiceTaskSpecContainerSpecArgs,
     *,
     network: docker.ServiceTaskSpecNetworksAdvancedArgs,
     memory_mb: int,
+    replicas: int,
+    order: str,
+    endpoint: docker.ServiceEndpointSpecArgs,
+    opts: pulumi.ResourceOptions,
     placement: docker.ServiceTaskSpecPlacementArgs | None = None,
-) -> docker.ServiceTaskSpecArgs:
-    """What every task of the stack gets: its memory limit, also reserved (the scheduler puts
-    a task only where it fits), a restart policy, bounded logs."""
+) -> docker.Service:
+    """A replicated service with what every task of the stack gets: its memory limit, also
+    reserved (the scheduler puts a task only where it fits), a restart policy, bounded logs,
+    rolling updates one task at a time (`order`) with rollback, and a wait for its tasks."""
     memory = memory_mb * MIB
-    return docker.ServiceTaskSpecArgs(
-        container_spec=container,
-        networks_advanceds=[network],
-        resources=docker.ServiceTaskSpecResourcesArgs(
-            limits=docker.ServiceTaskSpecResourcesLimitsArgs(memory_bytes=memory),
-            reservation=docker.ServiceTaskSpecResourcesReservationArgs(memory_bytes=memory),
+    return docker.Service(
+        f"{args.name}-{role}",
+        name=f"{args.stack.name_prefix}-{role}",
+        labels=[
+            docker.ServiceLabelArgs(label=key, value=value)
+            for key, value in labels(args.stack.labels, role).items()
+        ],
+        task_spec=docker.ServiceTaskSpecArgs(
+            container_spec=container,
+            networks_advanceds=[network],
+            resources=docker.ServiceTaskSpecResourcesArgs(
+                limits=docker.ServiceTaskSpecResourcesLimitsArgs(memory_bytes=memory),
+                reservation=docker.ServiceTaskSpecResourcesReservationArgs(memory_bytes=memory),
+            ),
+            # A task that exits is replaced, after a pause that keeps a crashing one from looping.
+            restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(condition="any", delay="5s"),
+            placement=placement,
+            log_driver=docker.ServiceTaskSpecLogDriverArgs(name=LOG_DRIVER),
         ),
-        # A task that exits is replaced, after a pause that keeps a crashing one from looping.
-        restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(condition="any", delay="5s"),
-        placement=placement,
-        log_driver=docker.ServiceTaskSpecLogDriverArgs(name=LOG_DRIVER),
+        mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=replicas)),
+        update_config=_rollout(docker.ServiceUpdateConfigArgs, order, on_failure="rollback"),
+        rollback_config=_rollout(docker.ServiceRollbackConfigArgs, order, on_failure="pause"),
+        endpoint_spec=endpoint,
+        converge_config=docker.ServiceConvergeConfigArgs(timeout=CONVERGE_TIMEOUT),
+        opts=opts,
     )
 
 
@@ -262,40 +271,29 @@ def _container_spec(
         ],
         labels=[
             docker.ServiceTaskSpecContainerSpecLabelArgs(label=key, value=value)
-            for key, value in labels(args.labels, role).items()
+            for key, value in labels(args.stack.labels, role).items()
         ],
         # Removal stops a task with its STOPSIGNAL, then SIGKILL after this long.
         stop_grace_period=f"{stop_grace_seconds}s",
     )
 
 
-# A release rolls out one task at a time, each watched for UPDATE_MONITOR; a failed task fails
-# the update, which Swarm then rolls back (and a failed rollback pauses, for a person to look).
-def _update(order: str) -> docker.ServiceUpdateConfigArgs:
-    return docker.ServiceUpdateConfigArgs(
+def _rollout(
+    kind: type[docker.ServiceUpdateConfigArgs] | type[docker.ServiceRollbackConfigArgs],
+    order: str,
+    *,
+    on_failure: str,
+) -> Any:
+    """A release rolls out one task at a time, each watched for UPDATE_MONITOR; a failed task
+    fails the update, which Swarm then rolls back (and a failed rollback pauses, for a person
+    to look)."""
+    return kind(
         parallelism=1,
         order=order,
-        failure_action="rollback",
+        failure_action=on_failure,
         monitor=UPDATE_MONITOR,
         max_failure_ratio="0.0",
     )
-
-
-def _rollback(order: str) -> docker.ServiceRollbackConfigArgs:
-    return docker.ServiceRollbackConfigArgs(
-        parallelism=1,
-        order=order,
-        failure_action="pause",
-        monitor=UPDATE_MONITOR,
-        max_failure_ratio="0.0",
-    )
-
-
-def _service_labels(args: SwarmArgs, role: str) -> list[docker.ServiceLabelArgs]:
-    return [
-        docker.ServiceLabelArgs(label=key, value=value)
-        for key, value in labels(args.labels, role).items()
-    ]
 
 
 def _host_port(target: int, published: int) -> docker.ServiceEndpointSpecPortArgs:
@@ -320,7 +318,7 @@ def _secret(
         data=pem.apply(lambda text: base64.b64encode(text.encode()).decode()),
         labels=[
             docker.SecretLabelArgs(label=key, value=value)
-            for key, value in labels(args.labels, contract.ROLE_PROXY).items()
+            for key, value in labels(args.stack.labels, contract.ROLE_PROXY).items()
         ],
         opts=pulumi.ResourceOptions(parent=parent),
     )

@@ -11,7 +11,7 @@ import pytest
 
 import contract
 from engine_harness.request_stream import RequestStream
-from tests.engine_stacks import PROJECT, Deployments, smoke, stack_objects
+from tests.engine_stacks import Deployments, smoke, stack_objects
 from tests.rolling.conftest import Checkout
 from tests.rolling.test_redeploys import (
     AFTER,
@@ -21,7 +21,6 @@ from tests.rolling.test_redeploys import (
     assert_none_failed,
     code_change,
     deployed,
-    redeploy,
 )
 
 pytestmark = pytest.mark.engine
@@ -86,32 +85,40 @@ def test_deploys_serves_and_is_hardened_as_far_as_swarm_allows(
     assert again.drift == {}
 
 
-def test_a_release_rolls_out_one_task_at_a_time_failing_no_request(
+def test_a_release_rolls_out_and_scaling_follows_failing_no_request(
     swarm_checkout: Checkout, record_property: Record
 ) -> None:
-    first = deployed(swarm_checkout)
-    api = f"{swarm_checkout.prefix}-api"
-    before = api_image(swarm_checkout.client, api)
-    old = {task["ID"] for task in running_tasks(swarm_checkout.client, api)}
+    """A new release replaces every task, one at a time; then 2 -> 3 -> 1 tasks, in place:
+    all under one stream of requests, none failed."""
+    client, api = swarm_checkout.client, f"{swarm_checkout.prefix}-api"
+    url = deployed(swarm_checkout).url
+    before = api_image(client, api)
+    old = {task["ID"] for task in running_tasks(client, api)}
     swarm_checkout.edit(ROUTES, code_change())
 
-    _, tally = redeploy(swarm_checkout, first.url, record_property)
-
-    assert_none_failed(tally, "a release rolled out by Swarm")
-    assert api_image(swarm_checkout.client, api) != before
-    now = running_tasks(swarm_checkout.client, api)
-    assert len(now) == 2 and not old & {task["ID"] for task in now}
+    with RequestStream(url) as stream:
+        released = deployed(swarm_checkout)
+        assert api_image(client, api) != before
+        replaced = running_tasks(client, api)
+        for replicas in (3, 1):
+            deployed(swarm_checkout, apiReplicas=str(replicas))
+            assert len(running_tasks(client, api)) == replicas
+        stream.wait_for_successes(len(stream.tally.results) + AFTER)
+    record_property(
+        "figure", f"release {released.seconds:.1f} s, then 3 and 1 tasks: {stream.tally.summary()}"
+    )
+    assert_none_failed(stream.tally, "a release rolled out by Swarm, then scaling")
+    assert len(replaced) == 2 and not old & {task["ID"] for task in replaced}
 
 
 def test_a_broken_release_is_rolled_back_by_swarm(
     swarm_checkout: Checkout, record_property: Record
 ) -> None:
-    first = deployed(swarm_checkout)
-    api = f"{swarm_checkout.prefix}-api"
+    url, api = deployed(swarm_checkout).url, f"{swarm_checkout.prefix}-api"
     serving = api_image(swarm_checkout.client, api)
     swarm_checkout.edit(ROUTES, f'raise RuntimeError("{CANNOT_START}")\n')
 
-    with RequestStream(first.url) as stream:
+    with RequestStream(url) as stream:
         broken = swarm_checkout.up()
         stream.wait_for_successes(len(stream.tally.results) + AFTER)
     record_property(
@@ -129,21 +136,6 @@ def test_a_broken_release_is_rolled_back_by_swarm(
     swarm_checkout.edit(ROUTES, code_change())
     deployed(swarm_checkout)
     assert api_image(swarm_checkout.client, api) != serving
-
-
-def test_scaling_up_and_down_fails_no_request(
-    swarm_deployments: Deployments, record_property: Record
-) -> None:
-    stack = swarm_deployments.up(f"s{uuid.uuid4().hex[:8]}")
-    api = stack.exports[contract.EXPORT_API_SERVICE]
-    with RequestStream(stack.url) as stream:
-        for replicas in (3, 1):
-            scaled = swarm_deployments.up(stack.name, apiReplicas=str(replicas))
-            assert scaled.summary.updated == [f"{PROJECT}-{stack.name}-api"]
-            assert len(running_tasks(swarm_deployments.client, api)) == replicas
-        stream.wait_for_successes(len(stream.tally.results) + AFTER)
-    record_property("figure", f"scaled 2 -> 3 -> 1: {stream.tally.summary()}")
-    assert_none_failed(stream.tally, "scaling")
 
 
 def test_destroy_removes_the_stack_and_nothing_else(swarm_deployments: Deployments) -> None:
