@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from itertools import takewhile
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,11 +35,7 @@ LAYER_STEPS: Final = ("RUN", "COPY", "ADD", "WORKDIR")  # the instructions that 
 def layer_reuse(client: docker.DockerClient, before: str, after: str, base: str) -> dict[str, Any]:
     """Whether `after`, a rebuild of `before`, has the same layers up to the dependency's."""
     digests = [client.images.get(tag).attrs["RootFS"]["Layers"] for tag in (before, after)]
-    shared = 0
-    for old, new in zip(*digests, strict=False):
-        if old != new:
-            break
-        shared += 1
+    shared = len(list(takewhile(lambda pair: pair[0] == pair[1], zip(*digests, strict=False))))
     base_image = client.images.get(base)
     own = list(reversed(client.images.get(after).history()))[len(base_image.history()) :]
     steps = [str(e["CreatedBy"]) for e in own if str(e["CreatedBy"]).startswith(LAYER_STEPS)]
@@ -68,11 +65,10 @@ def measure_images(
         return round(time.monotonic() - started, 2)
 
     result: dict[str, Any] = {}
-    tags = [run.name("api:cold"), run.name("proxy:cold"), run.name("api:change")]
+    tags = [run.name(t) for t in ("api:cold", "proxy:cold", "api:change", "api:cached")]
     try:
         for role, context, tag in (("api", "service", tags[0]), ("proxy", "proxy", tags[1])):
-            ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-            shutil.copytree(REPO_ROOT / context, workdir / context, ignore=ignore)
+            shutil.copytree(REPO_ROOT / context, workdir / context, ignore=NOT_COPIED)
             seconds = build(context, bases[role], tag, nocache=True)
             size, base = (client.images.get(i).attrs["Size"] for i in (tag, bases[role]))
             result[role] = {
@@ -81,11 +77,13 @@ def measure_images(
                 "over_base_mb": round((size - base) / MB, 2),
                 "cold_build_s": seconds,
             }
+        # Against a cached build of the same code (a cold build's RUN layers are new bytes).
+        build("service", bases["api"], tags[3], nocache=False)
         with (workdir / "service" / APP_CHANGE[0]).open("a", encoding="utf-8") as file:
             file.write(APP_CHANGE[1])
         result["api"] |= {
             "app_change_build_s": build("service", bases["api"], tags[2], nocache=False),
-            "layer_reuse": layer_reuse(client, tags[0], tags[2], bases["api"]),
+            "layer_reuse": layer_reuse(client, tags[3], tags[2], bases["api"]),
         }
     finally:
         for tag in tags:
