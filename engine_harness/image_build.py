@@ -63,12 +63,8 @@ def build(
     tag: str,
     args: dict[str, str],
     platform: str | None,
-    *,
-    nocache: bool = False,
-    labels: dict[str, str] | None = None,
 ) -> str:
-    """Build with BuildKit through the engine's API; return the image's id. The benchmark
-    builds with no cache (`nocache`) and labels its images (`labels`)."""
+    """Build with BuildKit through the engine's API; return the image's id."""
     processed = process_dockerfile(str(dockerfile), str(context))
     # Compressed: BuildKit takes an uncompressed body for a tar only if its first header says
     # so, which Python's pax headers don't; gzip it recognises by its magic number.
@@ -86,10 +82,6 @@ def build(
     }
     if platform:
         params["platform"] = platform
-    if nocache:
-        params["nocache"] = "1"
-    if labels:
-        params["labels"] = json.dumps(labels)
     # The Docker SDK's build has no BuildKit switch: its low-level calls, as its build makes
     # them (requirements pin docker<8).
     api = client.api
