@@ -22,8 +22,9 @@ MAX_THREADS: Final = 2
 ENGINE_PROCESSES: Final = ("dockerd", "containerd", "containerd-shim", "docker-proxy")
 TICK: Final = os.sysconf("SC_CLK_TCK")
 CGROUP: Final = Path("/sys/fs/cgroup")
-# A warm-up that settles ends once a run's req/s is below this times the run before.
-SETTLED: Final = 1.05
+# A warm-up that settles ends once a run's req/s is within this share of the run before's (a
+# JIT-compiled worker is slower, or erratic, until it has compiled its hot path).
+SETTLED: Final = 0.05
 MEDIANS: Final = ("rps", "p50_ms", "p90_ms", "p99_ms", "mean_ms")
 CPU_FIGURES: Final = ("cpu_cores", "cpu_us_per_request")
 
@@ -171,12 +172,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def warm_up(target: Target, concurrency: int) -> list[dict[str, Any]]:
-    """Warm-up runs, until req/s rises less than SETTLED over the run before, at most so many."""
+    """Warm-up runs, until req/s changes less than SETTLED from the run before, at most so many."""
     seconds, most = target.warmup
     runs: list[dict[str, Any]] = []
     while seconds and len(runs) < most:
         runs.append(run(target, concurrency, seconds))
-        if len(runs) > 1 and runs[-1]["rps"] < SETTLED * runs[-2]["rps"]:
+        if len(runs) > 1 and abs(runs[-1]["rps"] / runs[-2]["rps"] - 1) < SETTLED:
             break
     log(f"warm-up c={concurrency} {target.url}: {[r['rps'] for r in runs]} req/s")
     return runs
