@@ -170,6 +170,9 @@ class EngineMocks(pulumi.runtime.Mocks):
         self.secret: dict[str, list[str]] = {}
         # Independent resources are registered from several threads at once.
         self._lock = threading.Lock()
+        # Registrations under way, each in a thread of the mock runtime's.
+        self._in_flight = 0
+        self._settled = threading.Condition()
         self._handlers: dict[str, Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]] = {
             NETWORK: self._network,
             IMAGE: self._image,
@@ -187,8 +190,22 @@ class EngineMocks(pulumi.runtime.Mocks):
         secret += sorted(tls_resources.SECRET_OUTPUTS.get(args.typ, set()) - set(secret))
         with self._lock:
             self.secret[args.name] = secret
-        resource_id, outputs = self._register(args, state_secrets.unwrap(declared))
+        with self._settled:
+            self._in_flight += 1
+        try:
+            resource_id, outputs = self._register(args, state_secrets.unwrap(declared))
+        finally:
+            with self._settled:
+                self._in_flight -= 1
+                self._settled.notify_all()
         return resource_id, state_secrets.wrap(outputs, secret)
+
+    def settle(self, timeout: float = 600.0) -> None:
+        """Wait for the registrations under way. The SDK gives up on a program at its first
+        failed registration while others still run in their threads; the engine waits for
+        every step under way before it ends a deployment and saves the state."""
+        with self._settled:
+            self._settled.wait_for(lambda: self._in_flight == 0, timeout)
 
     def _register(
         self, args: pulumi.runtime.MockResourceArgs, inputs: dict[str, Any]

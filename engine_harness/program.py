@@ -76,7 +76,7 @@ def run_program(
 
     `config` uses full keys ("<project>:proxyPort"), as in Pulumi.<stack>.yaml; `secret_keys`
     are those set with `--secret`. Raises what the program raises (a ConfigError, a failed
-    resource) after all registrations have settled.
+    resource) once the registrations under way have ended (the mocks' `settle`).
     """
     project = project or project_name()
     pulumi.runtime.set_all_config(config, list(secret_keys))
@@ -108,6 +108,9 @@ def run_program(
             run()
     except Exception as failure:
         _already_raised(failure)
+        settle = getattr(mocks, "settle", None)
+        if settle is not None:  # what the engine does: no step is left half-way
+            settle()
         raise
     finally:
         pulumi.export = original_export

@@ -29,6 +29,10 @@ where it is written:
   one deletes what is still marked.
   step_generator.go continueStepsFromDiff and GenerateDeletes; `step.go` CreateStep.Apply
   (`old.Delete = true`); `deployment_executor.go` performPostSteps.
+- A failed step. The deployment ends once the steps under way have ended, and records what
+  they made; the SDK stops at its first failed registration while others still run in their
+  threads, so the harness waits for them (`EngineMocks.settle`).
+  `deployment_executor.go` Execute (waits for its workers before it returns).
 - Parallelism. Independent registrations run in parallel (the mock runtime registers them
   from several threads at once); a dependent registers after its dependencies.
   `deployment_executor.go` (ExecuteSerial per chain on a worker pool); Python SDK
