@@ -22,8 +22,7 @@ MAX_THREADS: Final = 2
 ENGINE_PROCESSES: Final = ("dockerd", "containerd", "containerd-shim", "docker-proxy")
 TICK: Final = os.sysconf("SC_CLK_TCK")
 CGROUP: Final = Path("/sys/fs/cgroup")
-# A warm-up that settles ends once a run's req/s is within this share of the run before's (a
-# JIT-compiled worker is slower, or erratic, until it has compiled its hot path).
+# A warm-up that settles ends once a run's req/s is within this share of the run before's.
 SETTLED: Final = 0.05
 MEDIANS: Final = ("rps", "p50_ms", "p90_ms", "p99_ms", "mean_ms")
 CPU_FIGURES: Final = ("cpu_cores", "cpu_us_per_request")
