@@ -86,7 +86,19 @@ class HealthWait(pulumi.dynamic.ResourceProvider):
         url = docker_host.replace("tcp://", "https://")
         client = docker.DockerClient(base_url=url, tls=config, version="1.41")
         client.api.trust_env = False
+        # The key's file goes when the client does (HealthWait.close).
+        client.tls_folder = folder
         return client
+
+    @staticmethod
+    def close(client: Any) -> None:
+        """Close the client, and remove the TLS material it was given, if any, from disk."""
+        import shutil  # noqa: PLC0415 (self-contained: see the class)
+
+        client.close()
+        folder = getattr(client, "tls_folder", None)
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
 
     @staticmethod
     def wait(
@@ -117,7 +129,7 @@ class HealthWait(pulumi.dynamic.ResourceProvider):
                 }[status]
                 raise RuntimeError(f"{verdict}: {HealthWait.report(container)}")
         finally:
-            client.close()
+            HealthWait.close(client)
 
     @staticmethod
     def report(container: Any) -> str:
@@ -169,7 +181,7 @@ class RolloutWait(HealthWait):
         try:
             RolloutWait.wait_rollout(client, props["service_id"], props["image"], props["timeout"])
         finally:
-            client.close()
+            HealthWait.close(client)
         return pulumi.dynamic.CreateResult(id_=props["service_id"], outs=props)
 
     @staticmethod
