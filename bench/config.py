@@ -115,10 +115,6 @@ def remove_objects(client: docker.DockerClient, run_id: str | None = None) -> li
         if wanted(network.attrs.get("Labels") or {}):
             network.remove()
             removed.append(network.name)
-    for image in client.images.list(filters={"label": BENCH_LABEL}):
-        if wanted(image.labels):
-            remove_image(client, image.id)
-            removed.append(image.short_id)
     for tag in stack_images(client) if run_id is None else []:
         if dead(tag.split(":")[-1]):
             remove_image(client, tag)

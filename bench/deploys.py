@@ -144,9 +144,8 @@ class BenchStack:
         if output.get("error") is None:
             self.exports = output["exports"]
         if contract.EXPORT_CA_CERTIFICATE in self.exports:  # the stream verifies the stack's CA
-            ca_file = self.root / "stack-ca.pem"
-            ca_file.write_text(self.exports[contract.EXPORT_CA_CERTIFICATE])
-            self.ca_file = str(ca_file)
+            self.ca_file = str(self.root / "stack-ca.pem")
+            Path(self.ca_file).write_text(self.exports[contract.EXPORT_CA_CERTIFICATE])
         return {
             "seconds": round(time.monotonic() - started, 2),
             **summary,

@@ -114,10 +114,6 @@ def cpu_usage(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]
     return {key: round(value / wall, 3) for key, value in cores.items()}
 
 
-def errors(run: dict[str, Any]) -> int:
-    return int(run["non_2xx"]) + sum(run["socket_errors"].values())
-
-
 def run(target: Target, concurrency: int, seconds: int) -> dict[str, Any]:
     """One wrk run, the CPU each part used and the client's sockets in TIME_WAIT after it."""
     loadavg, threads = os.getloadavg()[0], threads_for(concurrency)

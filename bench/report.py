@@ -6,7 +6,6 @@ from typing import Any, Final
 import jinja2
 
 from bench.config import rows
-from bench.load import errors
 
 TEMPLATE: Final = Path(__file__).resolve().parent / "report.md.j2"
 RATIOS: Final = rows("ratio", "key", "title", "top", "bottom")
@@ -32,11 +31,6 @@ def own_us(per_request: dict[str, float]) -> float:
     return sum(v for k, v in per_request.items() if k not in {"machine", "other", "engine"})
 
 
-def cells(values: dict[str, float], keys: list[str], digits: int) -> list[str]:
-    """values[key] formatted for each key, or "-" where there is none."""
-    return [num(values[key], digits) if key in values else "-" for key in keys]
-
-
 ENVIRONMENT: Final = jinja2.Environment(
     autoescape=jinja2.select_autoescape(default_for_string=False),
     trim_blocks=True,
@@ -47,11 +41,14 @@ ENVIRONMENT: Final = jinja2.Environment(
 ENVIRONMENT.filters |= {
     "num": num,
     "parts": parts,
-    "errors": errors,
+    "errors": lambda run: run["non_2xx"] + sum(run["socket_errors"].values()),
     "own_us": own_us,
     "each": lambda values, pattern: [pattern.format(value) for value in values],
 }
-ENVIRONMENT.globals["cells"] = cells
+# values[key] formatted for each key, or "-" where there is none
+ENVIRONMENT.globals["cells"] = lambda values, keys, digits: [
+    num(values[key], digits) if key in values else "-" for key in keys
+]
 # A redeploy as meant: no request failed, and its deploy failed only if it was meant to.
 ENVIRONMENT.tests["as_meant"] = lambda r: (
     not r["failed"] and r["deploy_failed"] == r["expected_to_fail"]

@@ -17,6 +17,7 @@ from bench.config import MAIN_STACK, PATH, REPO_ROOT, STACKS, TABLES, BenchError
 
 NGINX_DIR: Final = Path(__file__).resolve().parent / "nginx"
 PROXY_CONF: Final = REPO_ROOT / "proxy" / "nginx.conf"
+TLS_CONF: Final = REPO_ROOT / "proxy" / "tls.conf"
 SCENARIOS: Final = rows("scenario", "key", "title", "how", "system")
 SETUPS: Final = rows("setup", "key", "title")
 THROUGH_PROXY: Final = TABLES["optional"]["scenario"] | TABLES["through_proxy"]
@@ -24,24 +25,31 @@ THROUGH_PROXY: Final = TABLES["optional"]["scenario"] | TABLES["through_proxy"]
 TLS_ENVIRONMENT: Final = ("TLS_CERTIFICATE", "TLS_PRIVATE_KEY", "HSTS", "PUBLIC_HOST")
 # gunicorn as the original post ran it: its own defaults (one sync worker, no access log).
 BASELINE_COMMAND: Final = ["gunicorn", "-c", "/dev/null", "--bind", "0.0.0.0:8000", "wsgi:app"]
+NGINX_COMMAND: Final = ["nginx", "-g", "daemon off;"]  # the bench's own nginx: the baseline's
 # What `ready` runs in a container the bench starts, which has no periodic health check (see
 # bench/README.md): its image's HEALTHCHECK test; for nginx, GET / (no curl there: bash).
 PROBE_LABEL: Final = "pulumi-flask-rebar.bench.probe"
 NGINX_PROBE: Final = """exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 \
 && read -r _ status _ <&3 && [ "$status" = 200 ]"""
 Group = dict[str, Container]  # a group of containers by role
+Files = dict[str, str]  # files of a container's /etc/nginx by name: their text
+
+
+def edited(path: Path, replacements: dict[str, str]) -> str:
+    """The text of `path` with each `old` line replaced by `new` (each there once)."""
+    text = path.read_text()
+    for old, new in replacements.items():
+        if text.count(old) != 1:
+            raise ValueError(f"proxy/{path.name} has {text.count(old)} copies of {old!r}, not 1")
+        text = text.replace(old, new)
+    return text
 
 
 def nginx_conf(setup: dict[str, Any]) -> str:
-    """proxy/nginx.conf with each `old` line replaced by `new`, or a file of bench/nginx/."""
+    """proxy/nginx.conf as a setup changes it, or a file of bench/nginx/."""
     if setup["conf"]:
         return (NGINX_DIR / setup["conf"]).read_text()
-    text = PROXY_CONF.read_text()
-    for old, new in setup["replacements"].items():
-        if text.count(old) != 1:
-            raise ValueError(f"proxy/nginx.conf has {text.count(old)} copies of {old!r}, not 1")
-        text = text.replace(old, new)
-    return text
+    return edited(PROXY_CONF, setup["replacements"])
 
 
 def target(
@@ -84,8 +92,8 @@ class Servers:
         self.started: list[Container] = []
 
     def start(self, what: str, image: str, probe: list[str], **options: Any) -> Container:
-        """Start a container labelled with `probe`; `conf`: its /etc/nginx/nginx.conf."""
-        aliases, conf = options.pop("aliases", None), options.pop("conf", "").encode()
+        """Start a container labelled with `probe`; `files`: its Files."""
+        aliases, files = options.pop("aliases", None), options.pop("files", {})
         endpoint = self.client.api.create_endpoint_config(aliases=aliases)
         container = self.client.containers.create(
             image,
@@ -95,11 +103,13 @@ class Servers:
             healthcheck={"test": ["NONE"]},
             **options,
         )
-        if conf:  # put in before nginx starts
-            info, archive = tarfile.TarInfo("nginx.conf"), io.BytesIO()
-            info.size, info.mode, info.mtime = len(conf), 0o644, int(time.time())
+        if files:  # put in before nginx starts
+            archive = io.BytesIO()
             with tarfile.open(fileobj=archive, mode="w") as tar:
-                tar.addfile(info, io.BytesIO(conf))
+                for name, text in files.items():
+                    info, data = tarfile.TarInfo(name), text.encode()
+                    info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+                    tar.addfile(info, io.BytesIO(data))
             container.put_archive("/etc/nginx", archive.getvalue())
         container.start()
         self.started.append(container)
@@ -123,9 +133,9 @@ class Servers:
         return self.like(like, what, environment=variables, **options)
 
     def proxy_for(
-        self, what: str, apis: list[Container], conf: str, tls: bool = True, **sysctls: str
+        self, what: str, apis: list[Container], files: Files, tls: bool = True, **sysctls: str
     ) -> Container:
-        """A proxy in front of `apis` with `conf`, as the stack's (its sysctls but `sysctls`)."""
+        """A proxy in front of `apis` with `files`, as the stack's (its sysctls but `sysctls`)."""
         upstreams = []  # by address: bench/nginx/bare-proxy.conf's upstream has no zone
         for api in apis:
             api.reload()
@@ -137,23 +147,24 @@ class Servers:
             variables |= {k: v for k, v in deployed.items() if k in TLS_ENVIRONMENT}
         sysctls = (self.proxy.attrs["HostConfig"].get("Sysctls") or {}) | sysctls
         options = copy.deepcopy(TABLES["container"]["proxy"]) | {"sysctls": sysctls or None}
-        options |= {"user": contract.PROXY_USER, "environment": variables, "conf": conf}
+        options |= {"user": contract.PROXY_USER, "environment": variables, "files": files}
         return self.like(self.proxy, what, **options)
 
     def system(self, name: str) -> Group:
         """A group of containers scenarios load; bench/README.md says what each is."""
         if name == "stack":
             return self.stack
-        if name == "plain":
-            plain = self.proxy_for(name, self.apis, PROXY_CONF.read_text(), tls=False)
-            return group(plain, self.apis)
+        if name in {"plain", "no_resumption"}:  # no_resumption: a full TLS handshake each time
+            tls = {"tls.conf": edited(TLS_CONF, TABLES["no_resumption"])} if name != "plain" else {}
+            files = {"nginx.conf": PROXY_CONF.read_text()} | tls
+            return group(self.proxy_for(name, self.apis, files, tls=name != "plain"), self.apis)
         if name == "capacity":
             workers = {"WEB_CONCURRENCY": str(self.workers)}
             return {"api": self.api(name, self.apis[0], workers)}
         network = self.run.name(f"{self.key}-{name}")
         self.client.networks.create(network, labels=self.run.labels)
         conf, probe = (NGINX_DIR / f"{name}.conf").read_text(), ["bash", "-c", NGINX_PROBE]
-        nginx = {"network": network, "conf": conf, "command": ["nginx", "-g", "daemon off;"]}
+        nginx = {"network": network, "files": {"nginx.conf": conf}, "command": NGINX_COMMAND}
         if name == "ceiling":
             return {"nginx": self.start(name, self.nginx_image, probe, **nginx)}
         options = {"network": network, "aliases": [contract.API_ALIAS]}
@@ -209,7 +220,8 @@ def measure_setups(servers: dict[str, Servers]) -> dict[str, Any]:
         apis = stack.apis
         if changes:
             apis = [stack.api(f"{key}-api-{i}", api, changes) for i, api in enumerate(apis, 1)]
-        proxy = stack.proxy_for(f"{key}-proxy", apis, nginx_conf(setup), **setup["sysctls"])
+        files = {"nginx.conf": nginx_conf(setup)}
+        proxy = stack.proxy_for(f"{key}-proxy", apis, files, **setup["sysctls"])
         targets[key] = target(THROUGH_PROXY, group(proxy, apis), warmup=stack.warmup)
     t, c = servers[MAIN_STACK].run.timing, max(servers[MAIN_STACK].run.timing.concurrencies)
     measured = measure(servers, targets, (c,), t.sweep_duration_s, t.sweep_runs)

@@ -24,6 +24,7 @@ SYSTEMS = {
     "baseline": {"nginx", "api"},
     "ceiling": {"nginx"},
     "plain": {"proxy", "api-1", "api-2"},
+    "no_resumption": {"proxy", "api-1", "api-2"},
 }
 SCENARIO_KEYS = [s["key"] for s in scenarios.SCENARIOS]
 # The issue's limit for `make bench`, in seconds of load and warm-up alone (not counting
@@ -94,11 +95,12 @@ def test_rows_name_the_first_stack_by_default() -> None:
 
 
 def test_both_runtimes_are_measured_proxied_and_direct() -> None:
-    """Each stack has a row through its proxy (HTTPS) and one at the same API capacity direct,
-    and a cpu_budget ratio of the two."""
+    """Each stack has a row through its proxy (HTTPS, kept alive) and one at the same API
+    capacity direct, and a cpu_budget ratio of the two."""
     for key in STACKS:
         rows = [s for s in scenarios.SCENARIOS if s["stack"] == key]
-        proxied = {s["key"] for s in rows if s["system"] == "stack" and s["scheme"] == "https"}
+        through = [s for s in rows if s["system"] == "stack" and not s["headers"]]
+        proxied = {s["key"] for s in through if s["scheme"] == "https"}
         direct = {s["key"] for s in rows if s["system"] == "capacity"}
         budgets = [r for r in report.RATIOS if r["cpu_budget"] and r["top"] in proxied]
         assert [(r["top"], r["bottom"]) for r in budgets] == [(*proxied, *direct)], key
@@ -119,6 +121,14 @@ def test_a_setup_changes_what_it_names(setup: dict[str, Any]) -> None:
         assert old not in conf.replace(new, ""), f"{setup['key']}: {old!r}"
     if not setup["replacements"] and not setup["conf"]:
         assert conf == (REPO_ROOT / "proxy" / "nginx.conf").read_text(), setup["key"]
+
+
+def test_the_full_handshake_proxy_turns_off_every_way_to_resume() -> None:
+    """Its tls.conf has no session cache and no tickets; the rest is the stack's tls.conf."""
+    tls_conf = scenarios.edited(scenarios.TLS_CONF, TABLES["no_resumption"])
+    stack, changed = (set(text.splitlines()) for text in (scenarios.TLS_CONF.read_text(), tls_conf))
+    assert stack - changed == {"ssl_session_cache shared:tls_sessions:10m;"}
+    assert changed - stack == {"ssl_session_cache off;", "ssl_session_tickets off;"}
 
 
 def test_each_stack_has_a_setup_as_deployed() -> None:
