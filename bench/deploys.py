@@ -60,11 +60,11 @@ def measure_images(
     then picks among (Docker 20.10), and no deploy would reuse layers. They go after."""
 
     def build(context: str, base: str, tag: str, nocache: bool) -> float:
-        started, path, arguments = time.monotonic(), workdir / context, {"BASE_IMAGE": base}
-        if nocache:
-            client.images.build(path=str(path), tag=tag, buildargs=arguments, nocache=True)
+        started, path, args = time.monotonic(), workdir / context, {"BASE_IMAGE": base}
+        if nocache:  # forcerm: the classic builder's step containers go, even after a failure
+            client.images.build(path=str(path), tag=tag, buildargs=args, nocache=True, forcerm=True)
         else:
-            image_build.build(client, path, path / "Dockerfile", tag, arguments, None)
+            image_build.build(client, path, path / "Dockerfile", tag, args, None)
         return round(time.monotonic() - started, 2)
 
     result: dict[str, Any] = {}
@@ -143,9 +143,9 @@ class BenchStack:
         }
         if output.get("error") is None:
             self.exports = output["exports"]
-        if contract.EXPORT_CA_CERTIFICATE in self.exports:  # the stream verifies the stack's CA
-            self.ca_file = str(self.root / "stack-ca.pem")
-            Path(self.ca_file).write_text(self.exports[contract.EXPORT_CA_CERTIFICATE])
+        if ca := self.exports.get(contract.EXPORT_CA_CERTIFICATE):  # the stream verifies by it:
+            (self.root / "stack-ca.new").write_text(ca)  # replaced whole, never read half-written
+            self.ca_file = str((self.root / "stack-ca.new").replace(self.root / "stack-ca.pem"))
         return {
             "seconds": round(time.monotonic() - started, 2),
             **summary,
@@ -187,6 +187,7 @@ def redeploys(stacks: dict[str, BenchStack], quick: bool) -> tuple[dict[str, Any
             "expected_to_fail": redeploy["fails"],
             "requests": len(stream.tally.results),
             "failed": len(stream.tally.failed),
+            "outcomes": stream.tally.outcomes,
             "p50_ms": round(latency[49], 1),
             "p99_ms": round(latency[98], 1),
             "slowest_s": round(stream.tally.slowest, 3),

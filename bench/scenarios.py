@@ -45,11 +45,11 @@ def edited(path: Path, replacements: dict[str, str]) -> str:
     return text
 
 
-def nginx_conf(setup: dict[str, Any]) -> str:
-    """proxy/nginx.conf as a setup changes it, or a file of bench/nginx/."""
+def proxy_files(setup: dict[str, Any]) -> Files:
+    """The nginx.conf of a setup's proxy: proxy/nginx.conf as it changes it, or bench/nginx/'s."""
     if setup["conf"]:
-        return (NGINX_DIR / setup["conf"]).read_text()
-    return edited(PROXY_CONF, setup["replacements"])
+        return {"nginx.conf": (NGINX_DIR / setup["conf"]).read_text()}
+    return {"nginx.conf": edited(PROXY_CONF, setup["replacements"])}
 
 
 def target(
@@ -220,8 +220,7 @@ def measure_setups(servers: dict[str, Servers]) -> dict[str, Any]:
         apis = stack.apis
         if changes:
             apis = [stack.api(f"{key}-api-{i}", api, changes) for i, api in enumerate(apis, 1)]
-        files = {"nginx.conf": nginx_conf(setup)}
-        proxy = stack.proxy_for(f"{key}-proxy", apis, files, **setup["sysctls"])
+        proxy = stack.proxy_for(f"{key}-proxy", apis, proxy_files(setup), **setup["sysctls"])
         targets[key] = target(THROUGH_PROXY, group(proxy, apis), warmup=stack.warmup)
     t, c = servers[MAIN_STACK].run.timing, max(servers[MAIN_STACK].run.timing.concurrencies)
     measured = measure(servers, targets, (c,), t.sweep_duration_s, t.sweep_runs)

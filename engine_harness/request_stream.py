@@ -34,14 +34,18 @@ class Tally:
         return [r for r in self.results if r.outcome != "200" or r.seconds >= SLOW]
 
     @property
+    def outcomes(self) -> dict[str, int]:
+        """How many requests ended each way ("200", another status, an exception's type)."""
+        return dict(Counter(r.outcome for r in self.results))
+
+    @property
     def slowest(self) -> float:
         return max((r.seconds for r in self.results), default=0.0)
 
     def summary(self) -> str:
-        outcomes = Counter(r.outcome for r in self.results)
         return (
             f"{len(self.results)} requests, {len(self.failed)} failed or slower than {SLOW} s"
-            f" ({dict(outcomes)}), slowest {self.slowest:.3f} s"
+            f" ({self.outcomes}), slowest {self.slowest:.3f} s"
         )
 
     def outage(self) -> float:

@@ -202,9 +202,10 @@ def connect(endpoint: Endpoint, timeout: float = 10.0) -> socket.socket:
 
 
 def trust(ca_pem: str | None) -> None:
-    """Add a stack's CA to the bundle the tests' clients verify by (tests/conftest.py)."""
+    """Add a stack's CA to the bundle the tests' clients verify by (tests/conftest.py), unless it
+    is there: a client of a stream running meanwhile (a new connection) reads the bundle again."""
     bundle = os.environ.get("REQUESTS_CA_BUNDLE")
-    if ca_pem and bundle:
+    if ca_pem and bundle and ca_pem not in Path(bundle).read_text(encoding="ascii"):
         with open(bundle, "a", encoding="ascii") as file:
             file.write(ca_pem)
 

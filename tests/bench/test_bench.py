@@ -48,8 +48,16 @@ def assert_figures(cell: dict[str, Any], where: str) -> None:
 
 
 @pytest.fixture(scope="module")
+def containers_before(docker_client: docker.DockerClient) -> set[str]:
+    """The engine's containers before the quick run."""
+    return {container.id for container in docker_client.containers.list(all=True)}
+
+
+@pytest.fixture(scope="module")
 def quick_run(
-    base_images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    base_images: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    containers_before: set[str],
 ) -> tuple[Path, dict[str, Any]]:
     """One quick run for the module's tests (base_images: they must exist, see conftest)."""
     out = tmp_path_factory.mktemp("bench")
@@ -114,9 +122,14 @@ def test_every_section_has_numbers(quick_run: tuple[Path, dict[str, Any]]) -> No
 
 
 def test_quick_run_leaves_nothing_behind(
-    docker_client: docker.DockerClient, quick_run: tuple[Path, dict[str, Any]]
+    docker_client: docker.DockerClient,
+    quick_run: tuple[Path, dict[str, Any]],
+    containers_before: set[str],
 ) -> None:
     _, results = quick_run
+    containers = docker_client.containers.list(all=True)
+    left = [f"{c.name} ({c.status})" for c in containers if c.id not in containers_before]
+    assert not left, f"the benchmark left containers behind (build steps included): {left}"
     stacks = list(results["meta"]["stacks"].values())
     labels = [f"pulumi-flask-rebar.bench={results['meta']['run_id']}"]
     labels += [f"pulumi.stack={stack}" for stack in stacks]
@@ -126,7 +139,8 @@ def test_quick_run_leaves_nothing_behind(
         for c in docker_client.containers.list(all=True, filters={"label": label})
     ] + [n.name for label in labels for n in docker_client.networks.list(filters={"label": label})]
     assert not left, f"the benchmark left Docker objects behind: {left}"
-    images = docker_client.images.list(filters={"label": labels[0]}) + [
+    built = f"pfr-bench-{results['meta']['run_id']}-*"  # the images it builds itself
+    images = docker_client.images.list(filters={"reference": built}) + [
         image
         for stack in stacks
         for image in docker_client.images.list(

@@ -114,9 +114,9 @@ def test_a_ratio_compares_two_scenarios_by_a_median(ratio: dict[str, Any]) -> No
 
 @pytest.mark.parametrize("setup", scenarios.SETUPS, ids=[s["key"] for s in scenarios.SETUPS])
 def test_a_setup_changes_what_it_names(setup: dict[str, Any]) -> None:
-    """Each replaced line is in proxy/nginx.conf once (nginx_conf raises otherwise)."""
+    """Each replaced line is in proxy/nginx.conf once (proxy_files raises otherwise)."""
     assert setup["stack"] in STACKS, setup["key"]
-    conf = scenarios.nginx_conf(setup)
+    conf = scenarios.proxy_files(setup)["nginx.conf"]
     for old, new in setup["replacements"].items():
         assert old not in conf.replace(new, ""), f"{setup['key']}: {old!r}"
     if not setup["replacements"] and not setup["conf"]:
