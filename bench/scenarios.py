@@ -124,7 +124,9 @@ class Servers:
         return self.start(what, image, probe, **{"network": network} | options)
 
     def api(self, what: str, like: Container, changes: dict[str, str]) -> Container:
-        """An API container as `like`, with `changes`, memory in proportion to its workers."""
+        """An API container as `like` with `changes` (none: `like`), memory scaled to workers."""
+        if not changes:
+            return like
         deployed = environment(like)
         variables = deployed | changes
         share = int(variables["WEB_CONCURRENCY"]) / int(deployed["WEB_CONCURRENCY"])
@@ -159,8 +161,7 @@ class Servers:
             files = {"nginx.conf": PROXY_CONF.read_text()} | tls
             return group(self.proxy_for(name, self.apis, files, tls=name != "plain"), self.apis)
         if name == "capacity":
-            workers = {"WEB_CONCURRENCY": str(self.workers)}
-            return {"api": self.api(name, self.apis[0], workers)}
+            return {"api": self.api(name, self.apis[0], {"WEB_CONCURRENCY": str(self.workers)})}
         network = self.run.name(f"{self.key}-{name}")
         self.client.networks.create(network, labels=self.run.labels)
         conf, probe = (NGINX_DIR / f"{name}.conf").read_text(), ["bash", "-c", NGINX_PROBE]
@@ -213,19 +214,18 @@ def measure_load(servers: dict[str, Servers]) -> tuple[dict[str, Any], dict[str,
 
 
 def measure_setups(servers: dict[str, Servers]) -> dict[str, Any]:
-    """Each setup of SETUPS through its own proxy, at the highest concurrency."""
-    targets = {}
-    for setup in SETUPS:
+    """Each setup (--quick: those marked quick) through its own proxy, at the top concurrency."""
+    run, targets = servers[MAIN_STACK].run, {}
+    chosen = [setup for setup in SETUPS if setup["quick"] or not run.quick]
+    for setup in chosen:
         stack, key, changes = servers[setup["stack"]], setup["key"], setup["api_environment"]
-        apis = stack.apis
-        if changes:
-            apis = [stack.api(f"{key}-api-{i}", api, changes) for i, api in enumerate(apis, 1)]
+        apis = [stack.api(f"{key}-api-{i}", a, changes) for i, a in enumerate(stack.apis, 1)]
         proxy = stack.proxy_for(f"{key}-proxy", apis, proxy_files(setup), **setup["sysctls"])
         targets[key] = target(THROUGH_PROXY, group(proxy, apis), warmup=stack.warmup)
-    t, c = servers[MAIN_STACK].run.timing, max(servers[MAIN_STACK].run.timing.concurrencies)
+    t, c = run.timing, max(run.timing.concurrencies)
     measured = measure(servers, targets, (c,), t.sweep_duration_s, t.sweep_runs)
     keep = ("key", "title", "stack", "api_environment", "replacements")
-    setups = [{k: s[k] for k in keep} | measured[s["key"]][str(c)] for s in SETUPS]
+    setups = [{k: s[k] for k in keep} | measured[s["key"]][str(c)] for s in chosen]
     return {"concurrency": c, "setups": setups}
 
 
