@@ -7,8 +7,11 @@ PY := $(VENV)/bin/python
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 # Local stacks' secrets are not secret: an empty passphrase unless you set one.
 export PULUMI_CONFIG_PASSPHRASE ?=
+# The pulumi CLI: one on PATH, else the one `make pulumi-cli` builds from Go modules.
+export PATH := $(CURDIR)/.pulumi-cli/bin:$(PATH)
+export PULUMI_SKIP_UPDATE_CHECK := true
 
-.PHONY: help venv engine base-images wrk up policy smoke destroy local-up local-down test lint format bench clean
+.PHONY: help venv engine base-images pulumi-cli wrk up policy smoke destroy local-up local-down test lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -28,28 +31,34 @@ engine: ## make sure a Docker engine answers (installs and starts Debian's docke
 base-images: engine ## build the offline base images from Debian's packages if missing
 	@bash base-images/build.sh
 
+pulumi-cli: venv ## build the pulumi CLI from Go modules, unless one is installed (module-proxy-only hosts)
+	@found=$$(command -v pulumi || true); \
+	if [ -n "$$found" ] && [ "$$found" != "$(CURDIR)/.pulumi-cli/bin/pulumi" ]; then \
+	  echo "using $$found ($$(pulumi version))"; \
+	else bash pulumi-cli/build.sh; fi
+
 wrk: ## install Debian's wrk if missing (the benchmark's load generator; as root)
 	@command -v wrk >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
-up: venv base-images ## pulumi up: build the images and deploy the stack (needs the pulumi CLI)
+up: venv base-images pulumi-cli ## pulumi up: build the images and deploy the stack (needs the pulumi CLI)
 	pulumi stack select --create $(STACK)
 	pulumi up --yes --stack $(STACK)
 	$(MAKE) --no-print-directory smoke
 
 policy: venv ## check every container's and service's hardening (policy/) before anything is deployed
-	@if command -v pulumi >/dev/null; then \
+	@if command -v pulumi-language-python >/dev/null; then \
 	  pulumi stack select --create $(STACK) && \
 	  pulumi preview --stack $(STACK) --policy-pack policy; \
 	else \
-	  echo "no pulumi CLI: the pack's policies over the program under the mock runtime"; \
+	  echo "no pulumi CLI with its Python host: the pack's policies over the program under the mock runtime"; \
 	  PYTHONPATH=. $(PY) policy/mock_preview.py --stack $(STACK); \
 	fi
 
 smoke: venv ## smoke-test the deployed stack (URL=... or pulumi's url output)
 	$(PY) scripts/smoke_test.py $(URL)
 
-destroy: ## pulumi destroy: remove the stack's containers and network
+destroy: pulumi-cli ## pulumi destroy: remove the stack's containers and network
 	pulumi destroy --yes --stack $(STACK)
 
 local-up: venv base-images ## deploy STACK on the local engine without the pulumi CLI (test machinery)
@@ -58,7 +67,7 @@ local-up: venv base-images ## deploy STACK on the local engine without the pulum
 local-down: venv ## remove what local-up deployed for STACK
 	@$(PY) -m engine_harness down --stack $(STACK)
 
-test: venv base-images wrk ## run every test (engine tests need Docker; CI=true makes them mandatory)
+test: venv base-images wrk pulumi-cli ## run every test (engine tests need Docker; CI=true makes them mandatory)
 	$(VENV)/bin/pytest
 
 lint: venv ## ruff, mypy and actionlint

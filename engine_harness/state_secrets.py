@@ -4,9 +4,10 @@ The program's secrets (a private key, an environment holding one) reach the mock
 Pulumi's secret signature. The harness applies the plain value, returns the outputs wrapped
 again (so the program's outputs stay secret), and writes them to its state file only
 encrypted: AES-256-GCM with a key derived from PULUMI_CONFIG_PASSPHRASE by PBKDF2-SHA256
-(1,000,000 rounds) and a salt of the state file's own, as pulumi's
-`sdk/go/common/resource/config/crypt.go` (symmetricCrypter) and
-`pkg/secrets/passphrase/manager.go` do. With an empty passphrase (the Makefile's local
+(1,000,000 rounds) and a salt of the state file's own (8 random bytes, kept base64-encoded), as
+pulumi's `sdk/go/common/resource/config/crypt.go` (symmetricCrypter) and
+`pkg/secrets/passphrase/manager.go` do: tests/infra/test_pulumi_cli.py decrypts what the real
+CLI encrypts. With an empty passphrase (the Makefile's local
 default) that hides nothing from someone who has the file; set one to protect it.
 """
 
@@ -58,7 +59,9 @@ def new_salt() -> str:
 
 @functools.lru_cache(maxsize=8)
 def _key(passphrase: str, salt: str) -> bytes:
-    kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt.encode(), iterations=ROUNDS)
+    kdf = PBKDF2HMAC(
+        algorithm=hashes.SHA256(), length=32, salt=base64.b64decode(salt), iterations=ROUNDS
+    )
     return kdf.derive(passphrase.encode())
 
 
@@ -66,17 +69,26 @@ def _passphrase() -> str:
     return os.environ.get("PULUMI_CONFIG_PASSPHRASE", "")
 
 
+def encrypt_text(plain: str, salt: str) -> str:
+    """A v1 ciphertext of `plain`, as Pulumi writes a secret config value."""
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(_key(_passphrase(), salt)).encrypt(nonce, plain.encode(), None)
+    return f"v1:{base64.b64encode(nonce).decode()}:{base64.b64encode(sealed).decode()}"
+
+
 def encrypt(value: Any, salt: str) -> dict[str, str]:
     """A value as Pulumi writes a secret in state: its signature and a v1 ciphertext."""
-    nonce = secrets.token_bytes(12)
-    sealed = AESGCM(_key(_passphrase(), salt)).encrypt(nonce, json.dumps(value).encode(), None)
-    text = f"v1:{base64.b64encode(nonce).decode()}:{base64.b64encode(sealed).decode()}"
-    return {SIGNATURE_KEY: SECRET_SIGNATURE, "ciphertext": text}
+    return {SIGNATURE_KEY: SECRET_SIGNATURE, "ciphertext": encrypt_text(json.dumps(value), salt)}
 
 
-def decrypt(sealed: dict[str, str], salt: str) -> Any:
-    _, nonce, text = sealed["ciphertext"].split(":")
+def decrypt_text(ciphertext: str, salt: str) -> str:
+    """The plain text of a v1 ciphertext (`v1:<nonce>:<sealed>`, base64 parts)."""
+    _, nonce, text = ciphertext.split(":")
     plain = AESGCM(_key(_passphrase(), salt)).decrypt(
         base64.b64decode(nonce), base64.b64decode(text), None
     )
-    return json.loads(plain)
+    return plain.decode()
+
+
+def decrypt(sealed: dict[str, str], salt: str) -> Any:
+    return json.loads(decrypt_text(sealed["ciphertext"], salt))

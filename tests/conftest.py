@@ -5,7 +5,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import docker
 import docker.errors
@@ -23,18 +23,22 @@ TEST_LABEL = "pulumi-flask-rebar.test"
 Up = Callable[..., "EngineStack"]
 
 
+def unavailable(message: str) -> NoReturn:
+    """A test's prerequisite is missing. Under CI=true that fails the test (CI must never pass
+    having tested nothing); elsewhere the test is skipped with the reason."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
-    """A client of a running Docker engine. Under CI=true a missing engine fails the test
-    (CI must never pass having tested nothing); elsewhere the test is skipped with the reason."""
+    """A client of a running Docker engine."""
     try:
         client = docker.from_env(timeout=300)
         client.ping()
     except docker.errors.DockerException as error:
-        message = f"no Docker engine answers ({error}); start one (see README: Prerequisites)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"no Docker engine answers ({error}); start one (see README: Prerequisites)")
     yield client
     client.close()
 
