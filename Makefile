@@ -5,16 +5,25 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Pulumi state in a local folder: no Pulumi Cloud account needed.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
-# Local stacks' secrets are not secret: an empty passphrase unless you set one.
-export PULUMI_CONFIG_PASSPHRASE ?=
+# The stacks' secrets (the stack CA's key, a provided TLS key) are encrypted with your passphrase
+# (PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE), else with one made on first use in
+# PASSPHRASE_FILE (gitignored, mode 0600): keep that file, the state can't be read without it.
+PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
+ifeq ($(origin PULUMI_CONFIG_PASSPHRASE)$(origin PULUMI_CONFIG_PASSPHRASE_FILE),undefinedundefined)
+export PULUMI_CONFIG_PASSPHRASE_FILE := $(PASSPHRASE_FILE)
+MAKE_PASSPHRASE := python3 scripts/passphrase.py $(PASSPHRASE_FILE)
+endif
 # The pulumi CLI: one on PATH, else the one `make pulumi-cli` builds from Go modules.
 export PATH := $(CURDIR)/.pulumi-cli/bin:$(PATH)
 export PULUMI_SKIP_UPDATE_CHECK := true
 
-.PHONY: help venv engine base-images pulumi-cli wrk up policy smoke destroy local-up local-down test lint format bench clean
+.PHONY: help passphrase venv engine base-images pulumi-cli wrk up policy smoke destroy local-up local-down test lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+passphrase: ## make the stacks' passphrase file unless you set a passphrase of your own
+	@$(or $(MAKE_PASSPHRASE),true)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt service/requirements.txt \
 		policy/requirements.txt
@@ -41,12 +50,12 @@ wrk: ## install Debian's wrk if missing (the benchmark's load generator; as root
 	@command -v wrk >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
-up: venv base-images pulumi-cli ## pulumi up: build the images and deploy the stack (needs the pulumi CLI)
+up: venv base-images pulumi-cli passphrase ## pulumi up: build the images and deploy the stack (needs the pulumi CLI)
 	pulumi stack select --create $(STACK)
 	pulumi up --yes --stack $(STACK)
 	$(MAKE) --no-print-directory smoke
 
-policy: venv ## check every container's and service's hardening (policy/) before anything is deployed
+policy: venv passphrase ## check every container's and service's hardening (policy/) before anything is deployed
 	@if command -v pulumi-language-python >/dev/null; then \
 	  pulumi stack select --create $(STACK) && \
 	  pulumi preview --stack $(STACK) --policy-pack policy; \
@@ -55,16 +64,16 @@ policy: venv ## check every container's and service's hardening (policy/) before
 	  PYTHONPATH=. $(PY) policy/mock_preview.py --stack $(STACK); \
 	fi
 
-smoke: venv ## smoke-test the deployed stack (URL=... or pulumi's url output)
+smoke: venv passphrase ## smoke-test the deployed stack (URL=... or pulumi's url output)
 	$(PY) scripts/smoke_test.py $(URL)
 
-destroy: pulumi-cli ## pulumi destroy: remove the stack's containers and network
+destroy: pulumi-cli passphrase ## pulumi destroy: remove the stack's containers and network
 	pulumi destroy --yes --stack $(STACK)
 
-local-up: venv base-images ## deploy STACK on the local engine without the pulumi CLI (test machinery)
+local-up: venv base-images passphrase ## deploy STACK on the local engine without the pulumi CLI (test machinery)
 	@$(PY) -m engine_harness up --stack $(STACK)
 
-local-down: venv ## remove what local-up deployed for STACK
+local-down: venv passphrase ## remove what local-up deployed for STACK
 	@$(PY) -m engine_harness down --stack $(STACK)
 
 test: venv base-images wrk pulumi-cli ## run every test (engine tests need Docker; CI=true makes them mandatory)

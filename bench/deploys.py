@@ -21,9 +21,9 @@ from engine_harness.free_resources import free_port
 from engine_harness.request_stream import RequestStream
 
 REDEPLOYS: Final = rows("redeploy", "key", "title")
-# What a copy leaves out: the tools' caches and state, and what no deploy reads.
+# What a copy leaves out: the tools' caches, state and passphrase, and what no deploy reads.
 NOT_COPIED: Final = shutil.ignore_patterns(
-    ".git", ".venv", "*_cache", "__pycache__", "*.pyc", ".engine-state", ".pulumi-state", "results"
+    ".git", ".venv", "*_cache", "__pycache__", "*.pyc", ".engine-state", ".pulumi-*", "results"
 )
 AFTER: Final = 200  # requests answered after a redeploy returned, before the stream stops
 MB: Final = 1_000_000  # as `docker images` counts

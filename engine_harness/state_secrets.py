@@ -3,12 +3,15 @@
 The program's secrets (a private key, an environment holding one) reach the mocks wrapped in
 Pulumi's secret signature. The harness applies the plain value, returns the outputs wrapped
 again (so the program's outputs stay secret), and writes them to its state file only
-encrypted: AES-256-GCM with a key derived from PULUMI_CONFIG_PASSPHRASE by PBKDF2-SHA256
-(1,000,000 rounds) and a salt of the state file's own (8 random bytes, kept base64-encoded), as
-pulumi's `sdk/go/common/resource/config/crypt.go` (symmetricCrypter) and
+encrypted: AES-256-GCM with a key derived from the passphrase by PBKDF2-SHA256 (1,000,000
+rounds) and a salt of the state file's own (8 random bytes, kept base64-encoded), as pulumi's
+`sdk/go/common/resource/config/crypt.go` (symmetricCrypter) and
 `pkg/secrets/passphrase/manager.go` do: tests/infra/test_pulumi_cli.py decrypts what the real
-CLI encrypts. With an empty passphrase (the Makefile's local
-default) that hides nothing from someone who has the file; set one to protect it.
+CLI encrypts, and the CLI what the harness encrypts. The passphrase is found as
+pulumi's `readPassphrase` finds it: PULUMI_CONFIG_PASSPHRASE if set (even empty), else the
+trimmed contents of the file PULUMI_CONFIG_PASSPHRASE_FILE names (the Makefile's default, a
+file it makes). With neither, as in the tests, it is empty, which hides nothing from someone
+who has the state file.
 """
 
 import base64
@@ -16,6 +19,7 @@ import functools
 import json
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -66,7 +70,11 @@ def _key(passphrase: str, salt: str) -> bytes:
 
 
 def _passphrase() -> str:
-    return os.environ.get("PULUMI_CONFIG_PASSPHRASE", "")
+    if (phrase := os.environ.get("PULUMI_CONFIG_PASSPHRASE")) is not None:
+        return phrase
+    if path := os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        return Path(path).read_text().strip()
+    return ""
 
 
 def encrypt_text(plain: str, salt: str) -> str:

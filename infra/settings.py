@@ -20,6 +20,7 @@ import pulumi
 import pulumi.runtime.config
 
 import tls_certificates
+from health_gate import engine_connection_problems
 
 # What a key's configured text turns into.
 Value = int | bool | str | tuple[str, ...]
@@ -556,6 +557,7 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
     if "orchestrator" not in failed:
         configured = {key.name for key in KEYS if config.get(key.name) is not None}
         problems += _orchestrator_problems(settings, configured)
+    problems += engine_connection_problems()
     if problems:
         raise ConfigError(
             f"invalid configuration of stack {pulumi.get_stack()!r} (nothing was created):\n  "

@@ -23,9 +23,9 @@ from engine_harness.docker_mocks import load_state
 from tests.conftest import REPO_ROOT
 from tests.engine_stacks import PROJECT, full_config, new_stack_name, side_by_side_config, trust
 
-# What a copy leaves out: the tools' caches and state, and everything no deploy reads.
+# What a copy leaves out: the tools' caches, state and passphrase, and everything no deploy reads.
 NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv", "*_cache", "__pycache__", ".engine-state", ".pulumi-state", "results"
+    ".git", ".venv", "*_cache", "__pycache__", ".engine-state", ".pulumi-*", "results"
 )
 DEPLOY_TIMEOUT = 600
 
