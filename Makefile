@@ -14,7 +14,7 @@ export PULUMI_CONFIG_PASSPHRASE_FILE := $(PASSPHRASE_FILE)
 MAKE_PASSPHRASE := python3 scripts/passphrase.py $(PASSPHRASE_FILE)
 endif
 # The pulumi CLI: one on PATH, else the one `make pulumi-cli` builds from Go modules.
-export PATH := $(CURDIR)/.pulumi-cli/bin:$(PATH)
+export PATH := $(PATH):$(CURDIR)/.pulumi-cli/bin
 export PULUMI_SKIP_UPDATE_CHECK := true
 
 .PHONY: help passphrase venv engine base-images pulumi-cli wrk up policy smoke destroy local-up local-down test lint format bench clean
@@ -43,7 +43,7 @@ base-images: engine ## build the offline base images from Debian's packages if m
 pulumi-cli: venv ## build the pulumi CLI from Go modules, unless one is installed (module-proxy-only hosts)
 	@found=$$(command -v pulumi || true); \
 	if [ -n "$$found" ] && [ "$$found" != "$(CURDIR)/.pulumi-cli/bin/pulumi" ]; then \
-	  echo "using $$found ($$(pulumi version))"; \
+	  echo "using $$found"; \
 	else bash pulumi-cli/build.sh; fi
 
 wrk: ## install Debian's wrk if missing (the benchmark's load generator; as root)
@@ -76,7 +76,7 @@ local-up: venv base-images passphrase ## deploy STACK on the local engine withou
 local-down: venv passphrase ## remove what local-up deployed for STACK
 	@$(PY) -m engine_harness down --stack $(STACK)
 
-test: venv base-images wrk pulumi-cli ## run every test (engine tests need Docker; CI=true makes them mandatory)
+test: venv base-images wrk pulumi-cli passphrase ## run every test (engine tests need Docker; CI=true makes them mandatory)
 	$(VENV)/bin/pytest
 
 lint: venv ## ruff, mypy and actionlint
@@ -90,7 +90,7 @@ format: venv ## format and fix what ruff can
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: venv base-images wrk ## measure the stack against its baselines (writes bench/results/)
+bench: venv base-images wrk passphrase ## measure the stack against its baselines (writes bench/results/)
 	$(PY) -m bench
 
 clean: local-down ## remove local-up's stack, the virtualenv and caches
