@@ -328,6 +328,14 @@ class ConfigError(pulumi.RunError):
     """Invalid stack configuration; the message names every bad key."""
 
 
+def config_error(problems: Sequence[str]) -> ConfigError:
+    """The error for `problems` (each "<key>: what is wrong"), raised before anything is made."""
+    return ConfigError(
+        f"invalid configuration of stack {pulumi.get_stack()!r} (nothing was created):\n  "
+        + "\n  ".join(problems)
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """The validated configuration, one field per key of KEYS (proxyPort -> proxy_port)."""
@@ -582,9 +590,6 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         configured = {key.name for key in KEYS if config.get(key.name) is not None}
         problems += _orchestrator_problems(settings, configured)
     if problems:
-        raise ConfigError(
-            f"invalid configuration of stack {pulumi.get_stack()!r} (nothing was created):\n  "
-            + "\n  ".join(problems)
-        )
+        raise config_error(problems)
     _warn_about_other_namespaces(config.name)
     return settings
