@@ -22,7 +22,13 @@ SCENARIOS: Final = rows("scenario", "key", "title", "how", "system")
 SETUPS: Final = rows("setup", "key", "title")
 THROUGH_PROXY: Final = TABLES["optional"]["scenario"] | TABLES["through_proxy"]
 # The stack proxy's TLS environment, which the proxies the bench starts copy (unless plain).
-TLS_ENVIRONMENT: Final = ("TLS_CERTIFICATE", "TLS_PRIVATE_KEY", "HSTS", "PUBLIC_HOST")
+TLS_ENVIRONMENT: Final = (
+    "TLS_CERTIFICATE",
+    "TLS_PRIVATE_KEY",
+    "HSTS",
+    "HSTS_INCLUDE_SUBDOMAINS",
+    "PUBLIC_HOST",
+)
 # gunicorn as the original post ran it: its own defaults (one sync worker, no access log).
 BASELINE_COMMAND: Final = ["gunicorn", "-c", "/dev/null", "--bind", "0.0.0.0:8000", "wsgi:app"]
 NGINX_COMMAND: Final = ["nginx", "-g", "daemon off;"]  # the bench's own nginx: the baseline's

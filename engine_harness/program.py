@@ -6,7 +6,7 @@ import os
 import pickle
 import runpy
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,15 @@ def project_name() -> str:
         return str(yaml.safe_load(file)["name"])
 
 
-def offline_base_images() -> dict[str, str]:
-    """The offline base images by role ("api", "proxy"): API_BASE_IMAGE / PROXY_BASE_IMAGE
-    from the environment, else from base-images/images.env (what base-images/build.sh makes)."""
+def offline_base_images(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The offline base images by role ("api", "proxy", "pypy"): API_BASE_IMAGE,
+    PROXY_BASE_IMAGE, PYPY_BASE_IMAGE from `environ`, else from base-images/images.env (what
+    base-images/build.sh makes)."""
     names: dict[str, str] = {}
     for line in (REPO_ROOT / "base-images" / "images.env").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition("=")
-            names[key.strip()] = os.environ.get(key.strip(), value.strip())
+            names[key.strip()] = environ.get(key.strip(), value.strip())
     return {
         "api": names["API_BASE_IMAGE"],
         "proxy": names["PROXY_BASE_IMAGE"],

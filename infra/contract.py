@@ -26,6 +26,12 @@ PROXY_USER: Final = "10002:10002"
 # The proxy's own liveness endpoint, answered without the API.
 HEALTHZ_PATH: Final = "/healthz"
 
+# Images made on one host only (base-images/build.sh) are named under a registry in the reserved
+# top-level domain .invalid, which never resolves (RFC 6761): no registry can serve an image by
+# such a name, so a missing one fails the deploy instead of being pulled from a stranger.
+# (`localhost/...` would not do: Docker reads it as a registry on this host's port 443 or 80.)
+LOCAL_ONLY_REGISTRY_DOMAIN: Final = ".invalid"
+
 # Build contexts of the two images, relative to the repository root.
 API_CONTEXT: Final = "service"
 PROXY_CONTEXT: Final = "proxy"

@@ -137,6 +137,11 @@ def proxy_environment(settings: Settings, url: str, tls: ProxyTls | None) -> dic
     }
     if tls is not None:
         environment["HSTS"] = "on" if tls.hsts else "off"
+    if tls is not None and tls.hsts:
+        # Off unless asked: browsers would then refuse plain HTTP on every subdomain of the
+        # names for two years (settings refuses it without HSTS).
+        include = settings.hsts_include_sub_domains
+        environment["HSTS_INCLUDE_SUBDOMAINS"] = "on" if include else "off"
     return environment
 
 

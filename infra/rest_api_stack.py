@@ -5,6 +5,8 @@ A ComponentResource, so other Pulumi programs can reuse the whole stack with one
 
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,7 +32,7 @@ from instance_specs import (
     proxy_tls,
     proxy_url,
 )
-from settings import Settings
+from settings import Settings, config_error
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # A new container must report healthy within this long, or the deploy fails (and the previous
@@ -56,21 +58,93 @@ def dockerfile_base_image(context: str) -> str:
     return match.group(1)
 
 
-def base_image_id(name: str, opts: pulumi.InvokeOptions) -> str:
-    """The engine's id of a base image, or "" when it isn't in the engine's image store: a
-    registry image a BuildKit build pulled lives in the build cache only, so a newer one under
-    the same name can't be noticed (`docker pull` it, or pin it by digest)."""
+# Each image's build context and the config key that names its base image.
+CONTEXTS: dict[str, str] = {"api": contract.API_CONTEXT, "proxy": contract.PROXY_CONTEXT}
+BASE_IMAGE_KEYS: dict[str, str] = {"api": "apiBaseImage", "proxy": "proxyBaseImage"}
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    name: str
+    # The engine's id of it; "" when it is not in the engine's image store.
+    engine_id: str
+
+
+def registry_host(name: str) -> str | None:
+    """The registry host of an image reference as Docker reads it (the first component when it
+    has a dot or a port or is localhost), without its port; None: Docker Hub."""
+    first, slash, _ = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first.split(":", 1)[0].lower()
+    return None
+
+
+def is_local_only(name: str) -> bool:
+    """Whether the image is named under a registry that cannot exist (contract.py)."""
+    host = registry_host(name)
+    return host is not None and host.endswith(contract.LOCAL_ONLY_REGISTRY_DOMAIN)
+
+
+def base_image_name(settings: Settings, role: str) -> str:
+    """The base image of role's image: configured, the API runtime's, or the Dockerfile's."""
+    configured = {
+        "api": settings.api_base_image or API_RUNTIMES[settings.api_runtime].base_image,
+        "proxy": settings.proxy_base_image,
+    }[role]
+    return configured or dockerfile_base_image(CONTEXTS[role])
+
+
+def base_image_id(name: str, opts: pulumi.InvokeOptions) -> str | None:
+    """The engine's id of an image, or None when it isn't in the engine's image store."""
     try:
         return str(docker.get_remote_image(name=name, opts=opts).id)
     except Exception as error:  # the invoke raises a plain Exception with the provider's text
         if "did not find docker image" not in str(error):
             raise
-    pulumi.log.warn(
-        f"base image {name} is not in the Docker engine's image store: a newer image under"
-        " this name will not rebuild the stack's image. `docker pull` it, or pin it by digest"
-        " (name@sha256:...)."
-    )
-    return ""
+    return None
+
+
+def base_images(settings: Settings, opts: pulumi.InvokeOptions) -> dict[str, BaseImage]:
+    """Each role's base image and the engine's id of it. A local-only one (is_local_only) that
+    the engine lacks is a ConfigError: no registry can stand in for it. Any other one missing
+    is pulled by the build; a registry image a BuildKit build pulled lives in the build cache
+    only, so a newer one under the same name can't be noticed: that is a warning."""
+    found: dict[str, BaseImage] = {}
+    problems = []
+    for role, key in BASE_IMAGE_KEYS.items():
+        name = base_image_name(settings, role)
+        engine_id = base_image_id(name, opts)
+        found[role] = BaseImage(name, engine_id or "")
+        if engine_id is not None:
+            continue
+        if is_local_only(name):
+            problems.append(
+                f"{key}: base image {name} is not on the Docker engine, and no registry can"
+                f" serve it (its registry is under {contract.LOCAL_ONLY_REGISTRY_DOMAIN}: made"
+                " on this host only). Build it with `make base-images`, or set another image"
+            )
+        else:
+            pulumi.log.warn(
+                f"base image {name} is not in the Docker engine's image store: a newer image"
+                " under this name will not rebuild the stack's image. `docker pull` it, or pin"
+                " it by digest (name@sha256:...)."
+            )
+    if problems:
+        raise config_error(problems)
+    return found
+
+
+def docker_provider(opts: pulumi.ResourceOptions | None) -> pulumi.ProviderResource | None:
+    """The docker provider given to a component in `opts` (provider or providers), if any: what
+    its children use."""
+    if opts is None:
+        return None
+    given = [opts.provider] if opts.provider is not None else []
+    if isinstance(opts.providers, Mapping):
+        given += list(opts.providers.values())
+    elif opts.providers:
+        given += list(opts.providers)
+    return next((provider for provider in given if provider.package == "docker"), None)
 
 
 def published(settings: Settings, internal: int, external: int) -> docker.ContainerPortArgs:
@@ -120,10 +194,16 @@ class RestApiStack(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: RestApiStackArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("pulumi-flask-rebar:index:RestApiStack", name, None, opts)
         settings = args.settings
-        api_image = self._image(f"{name}-api-image", args, contract.API_CONTEXT, "api")
-        proxy_image = self._image(f"{name}-proxy-image", args, contract.PROXY_CONTEXT, "proxy")
+        # Before the component registers: a local-only base image the engine lacks fails here,
+        # with nothing registered. The invokes go to the docker provider its children use.
+        parent = opts.parent if opts is not None else None
+        bases = base_images(
+            settings, pulumi.InvokeOptions(parent=parent, provider=docker_provider(opts))
+        )
+        super().__init__("pulumi-flask-rebar:index:RestApiStack", name, None, opts)
+        api_image = self._image(f"{name}-api-image", args, "api", bases["api"])
+        proxy_image = self._image(f"{name}-proxy-image", args, "proxy", bases["proxy"])
         url = proxy_url(settings)
         tls = proxy_tls(name, settings.tls, self)
         self.ca_certificate = tls.ca_certificate if tls is not None else None
@@ -269,15 +349,11 @@ class RestApiStack(pulumi.ComponentResource):
         )
 
     def _image(
-        self, resource_name: str, args: RestApiStackArgs, context: str, role: str
+        self, resource_name: str, args: RestApiStackArgs, role: str, base: BaseImage
     ) -> docker.Image:
         settings = args.settings
+        context = CONTEXTS[role]
         runtime = API_RUNTIMES[settings.api_runtime]
-        configured = {
-            "api": settings.api_base_image or runtime.base_image,
-            "proxy": settings.proxy_base_image,
-        }[role]
-        base_image = configured or dockerfile_base_image(context)
         # The API's interpreter (CPython or PyPy); the proxy's Dockerfile has no such argument.
         interpreter = (
             {"PYTHON": runtime.python, "SOURCE_BUILDS": runtime.source_builds}
@@ -296,11 +372,7 @@ class RestApiStack(pulumi.ComponentResource):
                 # The base by name and by the engine's id of it: pulumi-docker compares the
                 # build's files and arguments, never the base image itself, so a new base
                 # under the same name (rebuilt, or a newer one pulled) rebuilds only this way.
-                args={
-                    "BASE_IMAGE": base_image,
-                    "BASE_IMAGE_ID": base_image_id(base_image, pulumi.InvokeOptions(parent=self)),
-                    **interpreter,
-                },
+                args={"BASE_IMAGE": base.name, "BASE_IMAGE_ID": base.engine_id, **interpreter},
             ),
             # Without a registry the images stay on the engine that built them, which runs
             # them (one engine, or a one-node swarm). With one, every node pulls them from it,

@@ -279,6 +279,11 @@ KEYS: Final[tuple[Key, ...]] = (
         lambda value: "-----BEGIN" in value,
         secret=True,
     ),
+    boolean(
+        "hstsIncludeSubDomains",
+        False,
+        "with tlsMode provided: HSTS covers every subdomain of the names too (includeSubDomains)",
+    ),
     integer(
         "httpRedirectPort", 0, 0, 65535, "host port of a plain-HTTP redirect to HTTPS; 0 = none"
     ),
@@ -324,6 +329,14 @@ class ConfigError(pulumi.RunError):
     """Invalid stack configuration; the message names every bad key."""
 
 
+def config_error(problems: Sequence[str]) -> ConfigError:
+    """The error for `problems` (each "<key>: what is wrong"), raised before anything is made."""
+    return ConfigError(
+        f"invalid configuration of stack {pulumi.get_stack()!r} (nothing was created):\n  "
+        + "\n  ".join(problems)
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """The validated configuration, one field per key of KEYS (proxyPort -> proxy_port)."""
@@ -349,6 +362,7 @@ class Settings:
     tls_host_names: tuple[str, ...] | None
     tls_certificate: str | None
     tls_private_key: str | None = field(repr=False)
+    hsts_include_sub_domains: bool
     http_redirect_port: int
     # None: the bind address's (engine) or localhost (swarm).
     public_host: str | None
@@ -376,7 +390,13 @@ class Settings:
         names = self.tls_host_names or default_host_names(self.proxy_bind_address)
         if not self.tls_host_names and self.public_host:
             names = (self.public_host, *[name for name in names if name != self.public_host])
-        return Tls(self.tls_mode, names, self.tls_certificate, self.tls_private_key)
+        return Tls(
+            self.tls_mode,
+            names,
+            self.tls_certificate,
+            self.tls_private_key,
+            self.hsts_include_sub_domains,
+        )
 
 
 @dataclass(frozen=True)
@@ -388,6 +408,8 @@ class Tls:
     host_names: tuple[str, ...]
     certificate: str | None = None
     private_key: str | None = field(default=None, repr=False)
+    # HSTS (sent with a provided certificate only) for every subdomain of the names too.
+    hsts_include_sub_domains: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -448,6 +470,11 @@ def _tls_problems(settings: Settings, project: str) -> list[str]:
     if redirect and redirect == settings.proxy_port:
         problems.append(f"httpRedirectPort: {redirect} is proxyPort too; give it a port of its own")
     if mode != "provided":
+        if tls.hsts_include_sub_domains:
+            problems.append(
+                "hstsIncludeSubDomains: HSTS is sent with tlsMode provided only (this stack's is"
+                f" {mode!r}); set it to false"
+            )
         given = [
             name
             for name, value in (("tlsCertificate", certificate), ("tlsPrivateKey", key))
@@ -549,7 +576,13 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
     settings = Settings(**values)
     # Keys checked together, once each of them reads well on its own.
     failed = {problem.split(":", 1)[0] for problem in invalid}
-    tls_keys = {"tlsMode", "tlsHostNames", "tlsCertificate", "tlsPrivateKey"}
+    tls_keys = {
+        "tlsMode",
+        "tlsHostNames",
+        "tlsCertificate",
+        "tlsPrivateKey",
+        "hstsIncludeSubDomains",
+    }
     if not failed & (tls_keys | {"httpRedirectPort", "proxyPort", "proxyBindAddress"}):
         problems += _tls_problems(settings, config.name)
     if not failed & {"apiRuntime", "apiMemoryMb"}:
@@ -559,9 +592,6 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         problems += _orchestrator_problems(settings, configured)
     problems += engine_connection_problems()
     if problems:
-        raise ConfigError(
-            f"invalid configuration of stack {pulumi.get_stack()!r} (nothing was created):\n  "
-            + "\n  ".join(problems)
-        )
+        raise config_error(problems)
     _warn_about_other_namespaces(config.name)
     return settings

@@ -20,6 +20,8 @@
 #   TLS_PRIVATE_KEY_FILE  service's): nginx reads them where they are, nothing is copied.
 #   HSTS              on: Strict-Transport-Security on every HTTPS response (default off; only
 #                     with a certificate browsers trust)
+#   HSTS_INCLUDE_SUBDOMAINS  on: the HSTS policy covers every subdomain of the host too
+#                     (default off: browsers would refuse plain HTTP on all of them; needs HSTS=on)
 #   PROCESS_LIMIT     processes and threads nginx's user may run (RLIMIT_NPROC), a fork-bomb
 #                     bound set here rather than as a container ulimit (Docker merges a host's
 #                     defaults into those); never above what the container has. 0: unchanged
@@ -78,6 +80,9 @@ fi
 
 hsts=${HSTS:-off}
 case $hsts in on | off) ;; *) fail "HSTS='$hsts' is not on or off" ;; esac
+subdomains=${HSTS_INCLUDE_SUBDOMAINS:-off}
+case $subdomains in on | off) ;; *) fail "HSTS_INCLUDE_SUBDOMAINS='$subdomains' is not on or off" ;; esac
+[ "$subdomains" = off ] || [ "$hsts" = on ] || fail "HSTS_INCLUDE_SUBDOMAINS=on needs HSTS=on"
 
 mkdir -p /tmp/nginx
 tls=off
@@ -111,9 +116,13 @@ else
 fi >/tmp/nginx/listen.conf
 {
     echo "map \$host \$public_host { default \"$public_host\"; }"
-    # Two years, subdomains included, as Mozilla's guidelines and browsers' preload lists ask.
+    # Two years, as Mozilla's guidelines ask. includeSubDomains only when asked for: browsers
+    # then refuse plain HTTP for two years on every subdomain of the name they reached (of
+    # example.com: every other site under it).
     if [ "$hsts" = on ]; then
-        echo 'map $host $hsts { default "max-age=63072000; includeSubDomains"; }'
+        policy="max-age=63072000"
+        [ "$subdomains" = off ] || policy="$policy; includeSubDomains"
+        echo "map \$host \$hsts { default \"$policy\"; }"
     else
         echo 'map $host $hsts { default ""; }'
     fi

@@ -17,8 +17,11 @@ pytestmark = pytest.mark.engine
 
 
 @pytest.fixture
-def tls_running(stack: Stack, tmp_path: Path) -> Iterator[tuple[Running, Path]]:
-    """An API and a proxy serving HTTPS with a certificate of a test CA (HSTS on)."""
+def tls_running(
+    stack: Stack, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Running, Path]]:
+    """An API and a proxy serving HTTPS with a certificate of a test CA (HSTS on); an indirect
+    parameter adds to the proxy's environment."""
     ca = Authority.make()
     chain, key = ca.issue(["localhost", "127.0.0.1"])
     ca_file = tmp_path / "ca.pem"
@@ -32,6 +35,7 @@ def tls_running(stack: Stack, tmp_path: Path) -> Iterator[tuple[Running, Path]]:
             "TLS_CERTIFICATE": chain,
             "TLS_PRIVATE_KEY": key,
             "HSTS": "on",
+            **getattr(request, "param", {}),
         }
     )
     running = Running(stack, api, proxy)
@@ -72,12 +76,23 @@ def test_tls12_is_accepted_with_forward_secrecy_only(tls_running: tuple[Running,
         assert name.startswith("ECDHE-"), name
 
 
-def test_hsts_on_https_responses(tls_running: tuple[Running, Path]) -> None:
+@pytest.mark.parametrize(
+    ("tls_running", "policy"),
+    [
+        ({}, "max-age=63072000"),
+        ({"HSTS_INCLUDE_SUBDOMAINS": "on"}, "max-age=63072000; includeSubDomains"),
+    ],
+    indirect=["tls_running"],
+    ids=["default", "include-subdomains"],
+)
+def test_hsts_covers_subdomains_only_when_asked(
+    tls_running: tuple[Running, Path], policy: str
+) -> None:
     running, ca_file = tls_running
     response = requests.get(
         f"https://127.0.0.1:{https_port(running)}/", verify=str(ca_file), timeout=5
     )
-    assert response.headers["Strict-Transport-Security"] == "max-age=63072000; includeSubDomains"
+    assert response.headers["Strict-Transport-Security"] == policy
 
 
 def test_plain_http_redirects_with_308_and_answers_healthz(
@@ -110,6 +125,8 @@ def test_the_key_is_nginx_users_alone_and_not_in_its_environment(
         ({"TLS_CERTIFICATE": "x"}, "TLS_CERTIFICATE and TLS_PRIVATE_KEY go together"),
         ({"HSTS": "on"}, "HSTS=on needs HTTPS"),
         ({"HSTS": "yes"}, "HSTS='yes' is not on or off"),
+        ({"HSTS_INCLUDE_SUBDOMAINS": "on"}, "HSTS_INCLUDE_SUBDOMAINS=on needs HSTS=on"),
+        ({"HSTS_INCLUDE_SUBDOMAINS": "1"}, "HSTS_INCLUDE_SUBDOMAINS='1' is not on or off"),
     ],
 )
 def test_half_configured_tls_is_refused(

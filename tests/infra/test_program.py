@@ -240,7 +240,7 @@ def test_base_images_are_passed_by_name_and_engine_id(deploy: Deploy) -> None:
     ("config", "base"),
     [
         ({}, "pypy:3.11-slim"),
-        ({"apiBaseImage": "offline/pypy:3.11-trixie"}, "offline/pypy:3.11-trixie"),
+        ({"apiBaseImage": "offline.invalid/pypy:3.11-trixie"}, "offline.invalid/pypy:3.11-trixie"),
     ],
 )
 def test_the_pypy_runtime_builds_the_api_on_pypy(

@@ -73,9 +73,17 @@ def test_provided_certificate_reaches_the_proxy_with_hsts(deploy: Deploy) -> Non
     assert env(deployment, "TLS_CERTIFICATE") == chain.strip()
     assert env(deployment, "TLS_PRIVATE_KEY") == key.strip()
     assert env(deployment, "HSTS") == "on"
+    assert env(deployment, "HSTS_INCLUDE_SUBDOMAINS") == "off"
     assert "envs" in deployment.proxy.secret
     assert contract.EXPORT_CA_CERTIFICATE not in deployment.exports
     assert not deployment.mocks.of_type("PrivateKey")
+
+
+def test_hsts_covers_subdomains_only_when_configured(deploy: Deploy) -> None:
+    chain, key = Authority.make().issue(["localhost", "127.0.0.1"])
+    deployment = deploy(secrets=SECRET_KEY, **provided(chain, key, hstsIncludeSubDomains="true"))
+    assert env(deployment, "HSTS") == "on"
+    assert env(deployment, "HSTS_INCLUDE_SUBDOMAINS") == "on"
 
 
 def test_off_serves_plain_http_with_no_tls_material(deploy: Deploy) -> None:
@@ -117,6 +125,16 @@ LONG_AGO = datetime.now(UTC) - timedelta(days=30)
         ),
         ({"httpRedirectPort": "8080"}, SECRET_KEY, "httpRedirectPort: 8080 is proxyPort too"),
         ({"tlsCertificate": GOOD_CHAIN}, SECRET_KEY, "tlsCertificate: set, but tlsMode"),
+        (
+            {"hstsIncludeSubDomains": "true"},
+            SECRET_KEY,
+            "hstsIncludeSubDomains: HSTS is sent with tlsMode provided only",
+        ),
+        (
+            {"tlsMode": "off", "hstsIncludeSubDomains": "true"},
+            SECRET_KEY,
+            "hstsIncludeSubDomains: HSTS is sent with tlsMode provided only",
+        ),
         ({"tlsMode": "provided", "tlsPrivateKey": GOOD_KEY}, SECRET_KEY, "tlsCertificate: missing"),
         (
             {"tlsMode": "provided", "tlsCertificate": GOOD_CHAIN},

@@ -1,6 +1,6 @@
 # A Docker engine in a container, one node of the three-node swarm the tests make
 # (tests/swarm/cluster.py): the offline base image with Debian's docker.io.
-ARG BASE_IMAGE=offline/python:3.13-trixie
+ARG BASE_IMAGE=offline.invalid/python:3.13-trixie
 FROM ${BASE_IMAGE}
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
