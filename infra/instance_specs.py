@@ -46,8 +46,8 @@ class Runtime:
     python: str
     # Packages without a wheel for it, built from source (the SOURCE_BUILDS build argument).
     source_builds: str
-    # Requests gunicorn sends the app in-process before it listens, for the JIT to compile the
-    # hot path: measured, a PyPy worker then reaches full speed in about 5 s rather than 9.
+    # Requests each gunicorn worker sends its app in-process before it accepts, for the JIT to
+    # compile the hot path: measured, a PyPy worker then reaches full speed in about 5 s, not 9.
     warmup_requests: int
 
 
