@@ -20,7 +20,8 @@
 #   TLS_PRIVATE_KEY_FILE  service's): nginx reads them where they are, nothing is copied.
 #   HSTS              on: Strict-Transport-Security on every HTTPS response (default off; only
 #                     with a certificate browsers trust)
-#   PROCESS_LIMIT     processes and threads nginx's user may run (RLIMIT_NPROC), a fork-bomb
+#   PROCESS_LIMIT     processes and threads nginx's user may run (RLIMIT_NPROC, counted per uid
+#                     over the host: the stack gives its proxy a uid of its own), a fork-bomb
 #                     bound set here rather than as a container ulimit (Docker merges a host's
 #                     defaults into those); never above what the container has. 0: unchanged
 set -eu

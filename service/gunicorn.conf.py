@@ -37,8 +37,11 @@ def _env_switch(name: str, default: bool) -> bool:
 
 # --- Process limit -------------------------------------------------------------------------
 # Processes and threads the API's user may run (RLIMIT_NPROC, soft and hard), for every process
-# gunicorn starts: a fork-bomb bound. Set here, not as a container ulimit, because Docker merges
-# a host's default ulimits into those and pulumi-docker would read that back as a change.
+# gunicorn starts: a fork-bomb bound. The kernel counts them per uid over the whole host: the
+# stack runs its API containers as a uid of its own, so the bound is the stack's, shared by its
+# API containers on the host (old and new ones during a deploy). Set here, not as a container
+# ulimit, because Docker merges a host's default ulimits into those and pulumi-docker would read
+# that back as a change.
 # Lowering a limit needs no privilege; it never goes above what the container already has.
 _process_limit = _env_int("PROCESS_LIMIT", 0)
 if _process_limit:
