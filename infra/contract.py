@@ -19,10 +19,16 @@ API_PORT: Final = 8000
 # HTTP (the API when the stack serves no HTTPS, else /healthz and redirects to HTTPS only).
 PROXY_HTTPS_PORT: Final = 8443
 PROXY_HTTP_PORT: Final = 8080
-# The unprivileged uid:gid each image runs as (the USER line of service/ and proxy/ Dockerfile);
-# the program sets them again so that a container never runs as root, whatever the image says.
+# The unprivileged uid:gid each image runs as on its own (the USER line of service/ and proxy/
+# Dockerfile). The stack runs each role as a uid of its own instead (STACK_UIDS).
 API_USER: Final = "10001:10001"
 PROXY_USER: Final = "10002:10002"
+# Where a stack's uids come from: RLIMIT_NPROC (processLimit) counts every process of a uid on
+# the host, so each stack runs its API containers as one uid and its proxy as the next, derived
+# from "<project>-<stack>" (instance_specs.stack_users): one stack's processes never count
+# against another's limit. Below 65536, so that they map under Docker's user-namespace remapping
+# (65536 ids); above the image users and the ids hosts usually give people.
+STACK_UIDS: Final = range(20000, 60000)
 # The proxy's own liveness endpoint, answered without the API.
 HEALTHZ_PATH: Final = "/healthz"
 

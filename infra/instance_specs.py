@@ -3,6 +3,7 @@ limits, grace periods and the proxy's TLS material. rest_api_stack.py (container
 and swarm.py (Swarm services) both build on these.
 """
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -46,8 +47,8 @@ class Runtime:
     python: str
     # Packages without a wheel for it, built from source (the SOURCE_BUILDS build argument).
     source_builds: str
-    # Requests gunicorn sends the app in-process before it listens, for the JIT to compile the
-    # hot path: measured, a PyPy worker then reaches full speed in about 5 s rather than 9.
+    # Requests each gunicorn worker sends its app in-process before it accepts, for the JIT to
+    # compile the hot path: measured, a PyPy worker then reaches full speed in about 5 s, not 9.
     warmup_requests: int
 
 
@@ -55,6 +56,27 @@ API_RUNTIMES: dict[str, Runtime] = {
     "cpython": Runtime(None, "python3", "", 0),
     "pypy": Runtime("pypy:3.11-slim", "pypy3", "markupsafe", 2000),
 }
+
+
+@dataclass(frozen=True)
+class StackUsers:
+    """The uid:gid a stack runs its API instances and its proxy as (contract.STACK_UIDS)."""
+
+    api: str
+    proxy: str
+
+    def of(self, role: str) -> str:
+        return self.api if role == contract.ROLE_API else self.proxy
+
+
+def stack_users(name_prefix: str) -> StackUsers:
+    """A pair of uids of contract.STACK_UIDS picked by a hash of `name_prefix`
+    ("<project>-<stack>"): the same on every run, and another for each stack but by chance
+    (two stacks share a pair with a chance of 1 in 20,000)."""
+    pairs = len(contract.STACK_UIDS) // 2
+    digest = hashlib.sha256(name_prefix.encode()).digest()
+    api = contract.STACK_UIDS[2 * (int.from_bytes(digest[:8], "big") % pairs)]
+    return StackUsers(api=f"{api}:{api}", proxy=f"{api + 1}:{api + 1}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,11 @@ class RestApiStackArgs:
     image_tag: str
     # Labels put on every Docker object (network, images' containers), e.g. project and stack.
     labels: dict[str, str]
+
+    @property
+    def users(self) -> StackUsers:
+        """The stack's own uids, one per role (its processLimit bounds each on a host)."""
+        return stack_users(self.name_prefix)
 
 
 @dataclass(frozen=True)

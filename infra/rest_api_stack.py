@@ -288,7 +288,7 @@ class RestApiStack(pulumi.ComponentResource):
                     name=network.name, aliases=[contract.API_ALIAS]
                 ),
                 memory_mb=settings.api_memory_mb,
-                user=contract.API_USER,
+                user=args.users.api,
                 stop_grace_seconds=API_STOP_GRACE_SECONDS,
                 # No fixed name: pulumi-docker then names it `<logical name>-<7 hex>`, and the
                 # replacement can start before the old one is removed. (pulumi-docker asks for
@@ -319,7 +319,7 @@ class RestApiStack(pulumi.ComponentResource):
             envs=envs,
             network=docker.ContainerNetworksAdvancedArgs(name=network.name),
             memory_mb=settings.proxy_memory_mb,
-            user=contract.PROXY_USER,
+            user=args.users.proxy,
             ports=ports,
             sysctls=PROXY_SYSCTLS,
             stop_grace_seconds=PROXY_STOP_GRACE_SECONDS,

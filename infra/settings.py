@@ -187,6 +187,12 @@ API_RUNTIMES: Final = ("cpython", "pypy")
 # PyPy's JIT and heap: an API container used 580-660 MiB under load (1 worker x 4 threads) and
 # stalled at 512 MiB; CPython's used 41 MiB (README: PyPy).
 PYPY_MEMORY_MB: Final = 768
+# Processes and threads of one API container beyond its gunicorn master and workers' threads:
+# the image's health check (one process every 5 s), the start check's child, `docker exec`.
+API_SPARE_PROCESSES: Final = 8
+# API containers of one stack that run at once, per replica: a deploy starts every new one
+# beside the old one (Swarm: one at a time, fewer).
+API_INSTANCES_PER_REPLICA_IN_A_DEPLOY: Final = 2
 # HTTPS at the proxy: a CA and certificate made per stack (the default), a certificate chain and
 # key given in config, or none (plain HTTP, for a TLS-terminating load balancer in front).
 TLS_MODES: Final = ("self-signed", "provided", "off")
@@ -231,7 +237,14 @@ KEYS: Final[tuple[Key, ...]] = (
     ),
     integer("apiMemoryMb", 256, 64, 65536, "memory limit of each API container, MiB"),
     integer("proxyMemoryMb", 128, 32, 65536, "memory limit of the proxy container, MiB"),
-    integer("processLimit", 512, 32, 65536, "processes and threads per container user (nproc)"),
+    integer(
+        "processLimit",
+        512,
+        32,
+        65536,
+        "processes and threads of the stack's API containers on a host together, and of its"
+        " proxy's (RLIMIT_NPROC of each role's own uid)",
+    ),
     integer("rateLimitPerSecond", 0, 0, 100000, "requests per second per client address; 0 = off"),
     text(
         "apiBaseImage",
@@ -440,6 +453,28 @@ def _runtime_problems(settings: Settings) -> list[str]:
     return []
 
 
+def api_processes_in_a_deploy(settings: Settings) -> int:
+    """Processes and threads the stack's API user runs at most on one host: during a deploy,
+    old and new containers side by side, each a gunicorn master, its workers (a main thread and
+    `apiThreads` more each) and some spare."""
+    container = 1 + settings.api_workers * (1 + settings.api_threads) + API_SPARE_PROCESSES
+    return settings.api_replicas * API_INSTANCES_PER_REPLICA_IN_A_DEPLOY * container
+
+
+def _process_problems(settings: Settings) -> list[str]:
+    need = api_processes_in_a_deploy(settings)
+    if need <= settings.process_limit:
+        return []
+    return [
+        f"processLimit: {settings.process_limit} is below the {need} processes and threads the"
+        f" API needs while a deploy runs old and new containers side by side (apiReplicas"
+        f" {settings.api_replicas} x {API_INSTANCES_PER_REPLICA_IN_A_DEPLOY} containers x (1"
+        f" master + apiWorkers {settings.api_workers} x (1 + apiThreads {settings.api_threads})"
+        f" + {API_SPARE_PROCESSES} spare)); raise processLimit to {need} or more, or lower"
+        " apiReplicas, apiWorkers or apiThreads"
+    ]
+
+
 def _orchestrator_problems(settings: Settings, configured: set[str]) -> list[str]:
     """Keys that the chosen orchestrator would not apply (a swarm key at its default is
     harmless: `pulumi new` writes every default)."""
@@ -587,6 +622,8 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         problems += _tls_problems(settings, config.name)
     if not failed & {"apiRuntime", "apiMemoryMb"}:
         problems += _runtime_problems(settings)
+    if not failed & {"processLimit", "apiReplicas", "apiWorkers", "apiThreads"}:
+        problems += _process_problems(settings)
     if "orchestrator" not in failed:
         configured = {key.name for key in KEYS if config.get(key.name) is not None}
         problems += _orchestrator_problems(settings, configured)

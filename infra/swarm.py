@@ -257,7 +257,7 @@ def _container_spec(
         env=env,
         secrets=secrets,
         sysctl=sysctl,
-        user=contract.API_USER if role == contract.ROLE_API else contract.PROXY_USER,
+        user=args.stack.users.of(role),
         read_only=True,
         cap_drops=["ALL"],
         mounts=[
@@ -322,7 +322,7 @@ def _secret(
         ],
         opts=pulumi.ResourceOptions(parent=parent),
     )
-    uid, gid = contract.PROXY_USER.split(":")
+    uid, gid = args.stack.users.proxy.split(":")
     return docker.ServiceTaskSpecContainerSpecSecretArgs(
         secret_id=secret.id,
         secret_name=secret.name,

@@ -1,7 +1,8 @@
 """The stack's hardening as CrossGuard policies, over what the program declares.
 
-Every Docker container must run as a non-root user, on a read-only root filesystem, with all
-capabilities dropped and none added, `no-new-privileges`, a memory limit, not privileged, in
+Every Docker container must run as a non-root user (its stack's own uid for its role), on a
+read-only root filesystem, with all capabilities dropped and none added, `no-new-privileges`, a
+memory limit, not privileged, in
 none of the host's network, PID or IPC namespaces, with neither the Docker socket nor the
 host's root mounted, publishing ports only on the stack's `proxyBindAddress`, with a health
 check, and its image referenced by digest. Every Swarm service must do the same wherever Swarm
@@ -55,6 +56,8 @@ PROGRAM_DIR: Final = PROJECT_DIR / str(
 # The program's own settings module reads the stack's config (the pack gets the stack's config
 # as the program does): the configured bind address, validated and written as Docker writes it.
 sys.path.append(str(PROGRAM_DIR))
+import contract  # noqa: E402
+from instance_specs import stack_users  # noqa: E402
 from settings import load_settings  # noqa: E402
 
 DOCKER_SOCKETS: Final = (PurePosixPath("/var/run/docker.sock"), PurePosixPath("/run/docker.sock"))
@@ -67,9 +70,28 @@ Check = Callable[[Props], Iterator[str]]
 
 def _user(props: Props) -> Iterator[str]:
     user = str(props.get("user") or "")
+    own = _stack_user(props)
     if user.split(":", 1)[0] in {"", "0", "root"}:
         who = f"user {user!r}" if user else "its image's user"
-        yield f'runs as {who}: set user to a non-root uid:gid, e.g. user="10001:10001"'
+        suggested = own or "uid:gid"
+        yield f"runs as {who}: set user to a non-root uid:gid, its stack's: user={suggested!r}"
+    elif own is not None and user != own:
+        yield (
+            f"runs as user {user!r}, not its stack's uid for its role: set user={own!r}"
+            " (processLimit counts every process of a uid on the host, so a uid shared with"
+            " another stack shares its budget)"
+        )
+
+
+def _stack_user(props: Props) -> str | None:
+    """The uid:gid of its stack and role (instance_specs.stack_users), from its labels; None
+    when it carries no project, stack and role of the stack's."""
+    labels = {item.get("label"): item.get("value") for item in props.get("labels") or ()}
+    project, stack = labels.get(contract.LABEL_PROJECT), labels.get(contract.LABEL_STACK)
+    role = labels.get(contract.LABEL_ROLE)
+    if not project or not stack or role not in {contract.ROLE_API, contract.ROLE_PROXY}:
+        return None
+    return stack_users(f"{project}-{stack}").of(str(role))
 
 
 def _read_only(props: Props) -> Iterator[str]:
@@ -222,7 +244,7 @@ class Rule:
 RULES: Final = (
     Rule(
         "non-root-user",
-        "Containers and services run as a non-root user.",
+        "Containers and services run as a non-root user: the stack's own uid for their role.",
         _user,
         _in_spec(_user),
     ),

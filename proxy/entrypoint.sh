@@ -22,7 +22,8 @@
 #                     with a certificate browsers trust)
 #   HSTS_INCLUDE_SUBDOMAINS  on: the HSTS policy covers every subdomain of the host too
 #                     (default off: browsers would refuse plain HTTP on all of them; needs HSTS=on)
-#   PROCESS_LIMIT     processes and threads nginx's user may run (RLIMIT_NPROC), a fork-bomb
+#   PROCESS_LIMIT     processes and threads nginx's user may run (RLIMIT_NPROC, counted per uid
+#                     over the host: the stack gives its proxy a uid of its own), a fork-bomb
 #                     bound set here rather than as a container ulimit (Docker merges a host's
 #                     defaults into those); never above what the container has. 0: unchanged
 set -eu

@@ -37,8 +37,11 @@ def _env_switch(name: str, default: bool) -> bool:
 
 # --- Process limit -------------------------------------------------------------------------
 # Processes and threads the API's user may run (RLIMIT_NPROC, soft and hard), for every process
-# gunicorn starts: a fork-bomb bound. Set here, not as a container ulimit, because Docker merges
-# a host's default ulimits into those and pulumi-docker would read that back as a change.
+# gunicorn starts: a fork-bomb bound. The kernel counts them per uid over the whole host: the
+# stack runs its API containers as a uid of its own, so the bound is the stack's, shared by its
+# API containers on the host (old and new ones during a deploy). Set here, not as a container
+# ulimit, because Docker merges a host's default ulimits into those and pulumi-docker would read
+# that back as a change.
 # Lowering a limit needs no privilege; it never goes above what the container already has.
 _process_limit = _env_int("PROCESS_LIMIT", 0)
 if _process_limit:
@@ -98,10 +101,12 @@ access_log_format = (
 )
 
 # --- Rolling deploys ----------------------------------------------------------------------
-# An instance accepts connections only once it can serve them, and stops accepting the moment
-# it is asked to stop: the proxy, which sends requests to every address of the API's name, then
-# never waits on an instance that is starting or stopping. A refused connection is retried on
-# another instance at once, whatever the method (nothing was sent).
+# An instance listens only once its app has loaded and answered its health path (checked in a
+# child process), and stops accepting the moment it is asked to stop: the proxy, which sends
+# requests to every address of the API's name, then never waits on an instance that cannot
+# serve or is stopping. A refused connection is retried on another instance at once, whatever
+# the method (nothing was sent). Connections that arrive while the workers then load the app
+# themselves wait in the listen queue until one accepts.
 #
 # The path the image's HEALTHCHECK asks, and gunicorn asks in-process before it listens.
 health_path = os.environ.get("API_HEALTH_PATH", "/")
@@ -114,25 +119,39 @@ start_failure_hold = _env_int("GUNICORN_START_FAILURE_HOLD", 60)
 # than, once the container is gone and until its next DNS answer (1 s), connections to an
 # address nobody answers, which it gives up on only after its 250 ms connect timeout.
 stop_linger = _env_int("GUNICORN_STOP_LINGER", 2)
-# Requests the start check sends the health path before the port is bound: under PyPy, the JIT
-# compiles the app's hot path then, in the master, and the workers forked from it start warm
-# instead of serving their first thousands of requests slowly. 0 (CPython): the one check.
+# Requests each worker sends the health path in-process after loading the app, before it
+# accepts: under PyPy, the JIT compiles the app's hot path then, in the worker that serves it,
+# instead of during its first thousands of requests. 0 (CPython): none.
 warmup_requests = _env_int("GUNICORN_WARMUP_REQUESTS", 0)
 
 
-def on_starting(server: Any) -> None:
-    """Load the app and ask its health path in-process, before the port is bound.
+def _ask_health(app: Any, times: int) -> None:
+    """Ask the app's health path in-process `times` times; raise unless each answers 200."""
+    client = Client(app)
+    for _ in range(times):
+        with client.get(health_path) as response:
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {health_path} answered {response.status}, not 200")
 
-    The app is loaded here, in the master, once: the workers it forks use it as it is (as with
-    preload_app, which would load it before this hook could catch a failure)."""
-    try:
-        client = Client(server.app.wsgi())
-        for _ in range(1 + warmup_requests):
-            with client.get(health_path) as response:
-                if response.status_code != 200:
-                    raise RuntimeError(f"GET {health_path} answered {response.status}, not 200")
-    except Exception:
-        server.log.exception(
+
+def on_starting(server: Any) -> None:
+    """Before the port is bound, check that the app loads and answers its health path, in a
+    child process that then exits. The master never imports the app: a HUP's new workers load
+    the code as it is then, and workers inherit nothing the app opened at import (a database
+    pool, a thread, a file), each loading its own (gunicorn's preload_app stays off)."""
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            _ask_health(server.app.wsgi(), 1)
+            status = 0
+        except Exception:
+            server.log.exception("start check failed")
+        finally:
+            os._exit(status)  # the master's cleanup (atexit, buffers) is the master's own
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        server.log.error(
             "start check failed: not listening; exiting in %s s (Docker then restarts it)",
             start_failure_hold,
         )
@@ -140,7 +159,7 @@ def on_starting(server: Any) -> None:
         # SIGTERM would be ignored and the stop would wait for SIGKILL.
         signal.signal(signal.SIGTERM, _linger_then_exit)
         time.sleep(start_failure_hold)
-        raise SystemExit(1) from None
+        raise SystemExit(1)
 
 
 def _linger_then_exit(signum: int, frame: Any) -> None:
@@ -155,6 +174,14 @@ def on_exit(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
+    """Warm the worker's own app up (warmup_requests), then release the port early on a stop."""
+    if warmup_requests:
+        _ask_health(worker.wsgi, warmup_requests)
+        worker.log.info("warmed up: %s requests to %s", warmup_requests, health_path)
+    _release_port_on_stop(worker)
+
+
+def _release_port_on_stop(worker: Any) -> None:
     """On a graceful stop (SIGTERM), let go of the listening socket as soon as the worker stops
     accepting; once every worker has, the port refuses connections. Without this, gunicorn keeps
     it open while in-flight and kept-alive requests finish (up to 2 s), and connections queued

@@ -12,6 +12,7 @@ import contract
 from engine_harness.docker_mocks import DeployError, EngineMocks, UnappliedInputError, destroy
 from engine_harness.free_resources import free_subnet
 from engine_harness.provider_rules import CONTAINER
+from instance_specs import stack_users
 from tests.conftest import TEST_LABEL, Up
 from tests.engine_stacks import DEV_RESOURCES, PROJECT, new_stack_name, smoke, stack_objects
 
@@ -33,7 +34,7 @@ def test_deploy_smoke_redeploy_and_destroy(
     host_config = proxy.attrs["HostConfig"]
     bindings = host_config["PortBindings"][f"{contract.PROXY_HTTPS_PORT}/tcp"]
     assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
-    assert proxy.attrs["Config"]["User"] == contract.PROXY_USER
+    assert proxy.attrs["Config"]["User"] == stack_users(f"{PROJECT}-{unique_name}").proxy
     assert host_config["Sysctls"] == {"net.ipv4.tcp_tw_reuse": "1"}
     for name in stack.exports[contract.EXPORT_API_CONTAINERS]:
         api = docker_client.containers.get(name)

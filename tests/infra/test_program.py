@@ -11,6 +11,7 @@ import yaml
 
 import contract
 from engine_harness.program import run_program
+from instance_specs import stack_users
 from rest_api_stack import HEALTHY_WITHIN_SECONDS, dockerfile_base_image
 from settings import KEYS_BY_NAME, ConfigError
 from tests.conftest import REPO_ROOT
@@ -277,7 +278,7 @@ def test_a_base_image_not_on_the_engine_yet_is_built_without_its_id(
 @pytest.mark.parametrize("role", ["api", "proxy"])
 def test_every_container_is_hardened(default: Deployment, role: str) -> None:
     containers = default.api_containers if role == "api" else [default.proxy]
-    user = contract.API_USER if role == "api" else contract.PROXY_USER
+    user = stack_users(f"{PROJECT}-unit").of(role)
     for container in containers:
         inputs = container.inputs
         assert inputs["user"] == user and not inputs["user"].startswith("0"), container.name
@@ -303,6 +304,21 @@ def test_containers_declare_nothing_docker_merges_host_defaults_into(
     for container in default.containers:
         assert not {"logOpts", "ulimits", "memorySwap"} & set(container.inputs), container.name
         assert container.options.ignore_changes == ("memorySwap",), container.name
+
+
+def test_each_stack_runs_each_role_as_a_uid_of_its_own(deploy: Deploy) -> None:
+    """processLimit (RLIMIT_NPROC) counts every process of a uid on the host: the API and the
+    proxy of each stack have uids no other stack's role has."""
+    users = {
+        (stack, labels_of(container)[contract.LABEL_ROLE]): container.inputs["user"]
+        for stack in ("unit", "prod", "staging")
+        for container in deploy(stack).containers
+    }
+    assert len(set(users.values())) == 6, users
+    for (stack, role), user in users.items():
+        uid, gid = map(int, user.split(":"))
+        assert uid == gid and uid in contract.STACK_UIDS, (stack, role, user)
+        assert user == stack_users(f"{PROJECT}-{stack}").of(role), (stack, role, user)
 
 
 def test_a_changed_process_limit_reaches_the_containers(deploy: Deploy) -> None:

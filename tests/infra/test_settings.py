@@ -218,3 +218,28 @@ def test_swarm_keys_at_their_defaults_are_accepted_on_one_engine(deploy: Deploy)
     """What `pulumi new` and Pulumi.dev.yaml write: every key, at its default."""
     deployment = deploy(proxyReplicas="1", overlayEncrypted="false")
     assert deployment.containers and not deployment.mocks.of_type(":Service")
+
+
+@pytest.mark.parametrize(
+    ("config", "need"),
+    [
+        # 2 replicas x 2 (old and new) x (1 master + 1 x (1 + 64 threads) + 8 spare)
+        ({"apiThreads": "64"}, 296),
+        # 16 x 2 x (1 + 4 x (1 + 8) + 8)
+        ({"apiReplicas": "16", "apiWorkers": "4", "apiThreads": "8"}, 1440),
+    ],
+)
+def test_a_process_limit_below_a_deploys_need_is_refused_naming_the_keys(
+    config: dict[str, str], need: int
+) -> None:
+    """processLimit bounds all of a stack's API containers on a host together, and a deploy
+    runs the old and new ones side by side."""
+    message, mocks = deploy_invalid({**config, "processLimit": "256"})
+    assert f"processLimit: 256 is below the {need} processes and threads" in message, message
+    for key in ("apiReplicas", "apiWorkers", "apiThreads"):
+        assert key in message, message
+    assert mocks.resources == [], "resources were registered despite invalid config"
+
+
+def test_a_process_limit_that_covers_a_deploy_exactly_is_accepted(deploy: Deploy) -> None:
+    assert deploy(apiThreads="64", processLimit="296").containers

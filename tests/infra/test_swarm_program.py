@@ -11,6 +11,7 @@ from cryptography import x509
 
 import contract
 import swarm
+from instance_specs import stack_users
 from tests.infra.conftest import PROJECT, Deploy, Deployment, Registered, labels_of
 
 pytestmark = pytest.mark.unit
@@ -137,7 +138,7 @@ def test_an_unconstrained_proxy_may_run_on_any_node(default: Deployment) -> None
 def test_every_service_is_hardened_as_far_as_swarm_allows(default: Deployment, role: str) -> None:
     service = services(default)[role]
     spec = container_spec(service)
-    assert spec["user"] == (contract.API_USER if role == contract.ROLE_API else contract.PROXY_USER)
+    assert spec["user"] == stack_users(PREFIX).of(role), service.name
     assert spec["readOnly"] is True, service.name
     assert spec["capDrops"] == ["ALL"] and "capAdds" not in spec, service.name
     assert [mount["type"] for mount in spec["mounts"]] == ["tmpfs"], service.name
@@ -160,7 +161,7 @@ def test_the_tls_material_is_two_docker_secrets_mounted_in_the_proxy(default: De
     by_role = services(default)
     proxy = container_spec(by_role[contract.ROLE_PROXY])
     # Readable by the proxy's user alone.
-    uid, gid = contract.PROXY_USER.split(":")
+    uid, gid = stack_users(PREFIX).proxy.split(":")
     file = {"fileUid": uid, "fileGid": gid, "fileMode": 0o400}
     assert proxy["secrets"] == [
         {"secretId": f"{PREFIX}-{what}-id", "fileName": f"{what}.pem", **file}

@@ -14,6 +14,7 @@ import pytest
 
 import hardening
 from engine_harness.program import stack_config
+from instance_specs import stack_users
 from mock_preview import Declared, check, declare
 from tests.engine_stacks import PROJECT, full_config
 
@@ -109,11 +110,16 @@ def without_memory_limit(inputs: dict[str, Any]) -> None:
     inputs["taskSpec"]["resources"].pop("limits")
 
 
+# The uids of the stack the tests declare ("unit"), by role.
+UNIT_USERS = stack_users(f"{PROJECT}-unit")
+
 KEY = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----"
 
 # (policy, container, the change to its declaration, what the message must say)
 DROPPED = [
-    ("non-root-user", "api-1", without("user"), 'user="10001:10001"'),
+    ("non-root-user", "api-1", without("user"), f"its stack's: user='{UNIT_USERS.api}'"),
+    ("non-root-user", "api-1", setting("user", "10001:10001"), "not its stack's uid"),
+    ("non-root-user", "proxy", setting("user", "10001:10001"), "not its stack's uid"),
     ("non-root-user", "proxy", setting("user", "0:0"), "runs as user '0:0'"),
     ("non-root-user", "proxy", setting("user", "root"), "runs as user 'root'"),
     ("read-only-root", "api-1", without("readOnly"), "set read_only=True"),
@@ -168,7 +174,8 @@ DROPPED = [
 
 # The same for the swarm stack's services (health-check: the image's, or their own).
 SERVICE_DROPPED = [
-    ("non-root-user", "api", in_spec(without("user")), 'user="10001:10001"'),
+    ("non-root-user", "api", in_spec(without("user")), f"its stack's: user='{UNIT_USERS.api}'"),
+    ("non-root-user", "api", in_spec(setting("user", "10001:10001")), "not its stack's uid"),
     ("non-root-user", "proxy", in_spec(setting("user", "0")), "runs as user '0'"),
     ("read-only-root", "api", in_spec(without("readOnly")), "set read_only=True"),
     ("read-only-root", "proxy", in_spec(setting("readOnly", False)), "set read_only=True"),

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -246,5 +247,58 @@ def test_a_graceful_stop_refuses_new_connections_at_once(tmp_path: Path, workers
             assert response.status_code == 200
             assert response.headers.get("Connection") == "close"
         assert server.process.wait(timeout=15) == 0, server.output()
+    finally:
+        stop(server.process)
+
+
+def wait_for_message(server: Gunicorn, message: str) -> None:
+    """Until GET / answers with `message` (failing with the last answer after the deadline)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last: object = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            last = requests.get(server.url, timeout=REQUEST_TIMEOUT).json()
+        except requests.RequestException as error:
+            last = error
+        if last == {"message": message}:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"GET / still answers {last!r}, not {message!r}\n{server.output()}")
+
+
+def test_hup_loads_changed_code(tmp_path: Path) -> None:
+    """The master never imports the app (its start check runs in a child): a HUP's new workers
+    load the code as it is on disk then."""
+    service = tmp_path / "service"
+    shutil.copytree(SERVICE_DIR, service, ignore=shutil.ignore_patterns("__pycache__"))
+    server = start_gunicorn(tmp_path, service)
+    try:
+        wait_until_serving(server)
+        wait_for_message(server, "Hello, Being!")
+        routes = service / "rest_api" / "routes.py"
+        routes.write_text(routes.read_text().replace("Hello, Being!", "Hello, reloaded!"))
+        server.process.send_signal(signal.SIGHUP)
+        wait_for_message(server, "Hello, reloaded!")
+    finally:
+        stop(server.process)
+
+
+def test_each_worker_warms_its_own_app_up(tmp_path: Path) -> None:
+    """GUNICORN_WARMUP_REQUESTS: every worker asks the health path in-process after loading
+    the app itself, before it accepts (the JIT compiles in the process that serves)."""
+    server = start_gunicorn(
+        tmp_path, SERVICE_DIR, WEB_CONCURRENCY="2", GUNICORN_WARMUP_REQUESTS="5"
+    )
+    try:
+        wait_until_serving(server)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while (
+            len(warmed := re.findall(r"\[(\d+)\] \[INFO\] warmed up: 5 requests", server.output()))
+            < 2
+        ):
+            assert time.monotonic() < deadline, f"not every worker warmed up\n{server.output()}"
+            time.sleep(0.1)
+        assert len(set(warmed)) == 2, f"warm-ups not in two workers: {warmed}\n{server.output()}"
+        assert str(server.process.pid) not in warmed, "the master warmed up"
     finally:
         stop(server.process)

@@ -11,7 +11,8 @@ import pytest
 
 import contract
 from engine_harness.request_stream import RequestStream
-from tests.engine_stacks import Deployments, smoke, stack_objects
+from instance_specs import stack_users
+from tests.engine_stacks import PROJECT, Deployments, smoke, stack_objects
 from tests.rolling.conftest import Checkout
 from tests.rolling.test_redeploys import (
     AFTER,
@@ -52,7 +53,8 @@ def test_deploys_serves_and_is_hardened_as_far_as_swarm_allows(
     api, proxy = stack.exports[contract.EXPORT_API_SERVICE], stack.exports["proxyService"]
     assert len(running_tasks(client, api)) == 2
     assert len(running_tasks(client, proxy)) == 1
-    for name, user in ((api, contract.API_USER), (proxy, contract.PROXY_USER)):
+    users = stack_users(f"{PROJECT}-{stack.name}")
+    for name, user in ((api, users.api), (proxy, users.proxy)):
         spec = service(client, name)["Spec"]
         container = spec["TaskTemplate"]["ContainerSpec"]
         assert container["User"] == user and container["ReadOnly"] is True, name
@@ -68,11 +70,12 @@ def test_deploys_serves_and_is_hardened_as_far_as_swarm_allows(
     proxy_spec = service(client, proxy)["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert not any("PRIVATE KEY" in value for value in proxy_spec["Env"])
     key_file = {s["File"]["Name"]: s["File"] for s in proxy_spec["Secrets"]}["tls-private-key.pem"]
-    assert (key_file["UID"], key_file["GID"], key_file["Mode"]) == ("10002", "10002", 0o400)
+    uid, gid = users.proxy.split(":")
+    assert (key_file["UID"], key_file["GID"], key_file["Mode"]) == (uid, gid, 0o400)
     task_status = running_tasks(client, proxy)[0]["Status"]
     task = client.containers.get(task_status["ContainerStatus"]["ContainerID"])
     listing = task.exec_run(["sh", "-c", "ls -ln /run/secrets; cat /proc/1/environ"]).output
-    assert b"-r-------- 1 10002 10002" in listing and b"PRIVATE KEY" not in listing
+    assert f"-r-------- 1 {uid} {gid}".encode() in listing and b"PRIVATE KEY" not in listing
     for name in (api, proxy):  # (as root, to see every directory)
         status = running_tasks(client, name)[0]["Status"]
         container = client.containers.get(status["ContainerStatus"]["ContainerID"])
