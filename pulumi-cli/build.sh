@@ -96,7 +96,7 @@ if ! go mod tidy 2>"$out/$version/tidy.log"; then
   exit 1
 fi
 
-say "compiling the CLI (1,700 packages: about 10 minutes on 2 cores the first time)"
+say "compiling the CLI (1,700 packages: about 8 minutes on 2 cores the first time)"
 log=$out/$version/build.log
 if ! go build -v -trimpath \
     -ldflags "-s -w -X $sdk_module/go/common/version.Version=$version" \
