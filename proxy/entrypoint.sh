@@ -30,6 +30,61 @@ fail() {
     exit 64
 }
 
+# The TLS key exchange groups, most preferred first: X25519MLKEM768, a post-quantum hybrid
+# (OpenSSL 3.5 and later), for the clients that offer it; then the classic ones of Mozilla's
+# "intermediate" configuration.
+TLS_GROUPS="X25519MLKEM768 X25519 prime256v1 secp384r1"
+
+# nginx_takes_groups G[:G...]: whether this nginx, with the OpenSSL it runs with, accepts the
+# groups (it refuses to start on one its OpenSSL lacks). Tried on a server of its own: no
+# certificate, no upstream, temporary files under /tmp.
+nginx_takes_groups() {
+    mkdir -p /tmp/nginx/groups-probe
+    cat >/tmp/nginx/groups-probe/nginx.conf <<EOF
+pid /tmp/nginx/groups-probe/nginx.pid;
+events {}
+http {
+    access_log off;
+    client_body_temp_path /tmp/nginx/groups-probe/temp;
+    proxy_temp_path /tmp/nginx/groups-probe/temp;
+    fastcgi_temp_path /tmp/nginx/groups-probe/temp;
+    uwsgi_temp_path /tmp/nginx/groups-probe/temp;
+    scgi_temp_path /tmp/nginx/groups-probe/temp;
+    server {
+        listen 127.0.0.1:8443 ssl;
+        ssl_reject_handshake on;
+        ssl_ecdh_curve $1;
+    }
+}
+EOF
+    nginx -t -q -e /dev/null -c /tmp/nginx/groups-probe/nginx.conf >/dev/null 2>&1
+}
+
+# Writes tls.conf's ssl_ecdh_curve: the groups of TLS_GROUPS that this nginx's OpenSSL offers,
+# in their order; says on stderr which ones, and which are left out.
+choose_tls_groups() {
+    library=$(nginx -V 2>&1 | sed -n -e 's/.*running with \([A-Za-z]*SSL [^ )]*\).*/\1/p' -e t \
+        -e 's/^built with \([A-Za-z]*SSL [^ )]*\).*/\1/p')
+    library=${library:-its TLS library}
+    chosen=""
+    missing=""
+    for group in $TLS_GROUPS; do
+        if nginx_takes_groups "$group"; then
+            chosen="${chosen:+$chosen:}$group"
+        else
+            missing="${missing:+$missing, }$group"
+        fi
+    done
+    rm -rf /tmp/nginx/groups-probe
+    [ -n "$chosen" ] || fail "nginx with $library takes none of the TLS key exchange groups $TLS_GROUPS"
+    printf 'ssl_ecdh_curve %s;\n' "$chosen" >/tmp/nginx/tls-groups.conf
+    if [ -z "$missing" ]; then
+        echo "proxy: TLS key exchange groups $chosen: all the proxy prefers (nginx with $library)" >&2
+    else
+        echo "proxy: TLS key exchange groups $chosen; left out, as nginx with $library lacks them: $missing (X25519MLKEM768 needs OpenSSL 3.5 or later)" >&2
+    fi
+}
+
 upstreams=${API_UPSTREAM:-}
 [ -n "$upstreams" ] || fail "API_UPSTREAM is not set: give the API's host:port on the Docker network, comma-separated, e.g. api:8000"
 servers=""
@@ -104,6 +159,7 @@ elif [ -n "${TLS_CERTIFICATE:-}${TLS_PRIVATE_KEY:-}" ]; then
     )
 fi
 if [ "$tls" = on ]; then
+    choose_tls_groups
     printf 'listen 8443 ssl default_server;\ninclude /etc/nginx/tls.conf;\n'
 else
     [ "$hsts" = off ] || fail "HSTS=on needs HTTPS (TLS_CERTIFICATE and TLS_PRIVATE_KEY, or their _FILE)"

@@ -169,12 +169,15 @@ class Stack:
             **kwargs,
         )
 
-    def start_proxy(self, environment: dict[str, str] | None = None) -> Container:
+    def start_proxy(
+        self, environment: dict[str, str] | None = None, image: str | None = None, **kwargs: Any
+    ) -> Container:
+        """The proxy, as the stack runs it; `kwargs` go to Docker's create (e.g. volumes)."""
         if environment is None:
             environment = {"API_UPSTREAM": f"{contract.API_ALIAS}:{contract.API_PORT}"}
         network = {"network": self.network.name} if self.network is not None else {}
         return self.run(
-            self.proxy_image,
+            image or self.proxy_image,
             "proxy",
             environment=environment,
             user=contract.PROXY_USER,
@@ -184,6 +187,7 @@ class Stack:
             },
             **network,
             **HARDENING,
+            **kwargs,
         )
 
     def remove(self, container: Container) -> None:
