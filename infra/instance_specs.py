@@ -137,6 +137,9 @@ def proxy_environment(settings: Settings, url: str, tls: ProxyTls | None) -> dic
     }
     if tls is not None:
         environment["HSTS"] = "on" if tls.hsts else "off"
+    if settings.load_balancer_addresses:
+        # Only these peers' X-Forwarded-For and -Proto are believed (nginx's real_ip).
+        environment["LOAD_BALANCER_ADDRESSES"] = ",".join(settings.load_balancer_addresses)
     return environment
 
 

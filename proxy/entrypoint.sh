@@ -11,6 +11,10 @@
 #                     the client's own (default localhost:8080), e.g. 127.0.0.1:8080
 #   RATE_LIMIT_RPS    requests per second allowed per client address; 0 disables (default 0)
 #   RATE_LIMIT_BURST  requests above the rate accepted at once before 429 (default 2x rate)
+#   LOAD_BALANCER_ADDRESSES  addresses or networks (CIDR) of a load balancer in front,
+#                     comma-separated: from these peers alone X-Forwarded-For gives the client's
+#                     address (rate limit, access log, the API's X-Forwarded-For) and
+#                     X-Forwarded-Proto the scheme. Anyone else's are overwritten. Default: none
 #   TLS_CERTIFICATE   PEM certificate chain (leaf first) and private key: HTTPS on 8443 (HTTP/2,
 #   TLS_PRIVATE_KEY   TLS 1.2 and 1.3), and on 8080 a plain-HTTP server that answers /healthz
 #                     and redirects the rest to HTTPS. Written to /tmp/nginx/tls (readable by
@@ -131,6 +135,14 @@ if [ "$limit" -gt 0 ]; then
     ulimit -p "$limit"  # dash: -p is the process limit, soft and hard
 fi
 
+balancers=""
+for balancer in $(echo "${LOAD_BALANCER_ADDRESSES:-}" | tr ',' ' '); do
+    # An IPv4 or IPv6 address and an optional prefix: the value lands inside nginx's configuration.
+    echo "$balancer" | grep -Eq '^[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?$' \
+        || fail "LOAD_BALANCER_ADDRESSES: '$balancer' is not an IPv4 or IPv6 address or network (CIDR)"
+    balancers="$balancers $balancer"
+done
+
 hsts=${HSTS:-off}
 case $hsts in on | off) ;; *) fail "HSTS='$hsts' is not on or off" ;; esac
 
@@ -178,6 +190,21 @@ fi >/tmp/nginx/listen.conf
     echo "resolver $nameserver valid=1s ipv6=off;"
     if [ "$rps" -gt 0 ]; then
         echo "limit_req_zone \$binary_remote_addr zone=per_client:10m rate=${rps}r/s;"
+    fi
+    # $from_load_balancer: 1 for a connection from a load balancer's address. From one, the
+    # client's address is the last one of X-Forwarded-For that is not a balancer's.
+    echo "geo \$realip_remote_addr \$from_load_balancer {"
+    echo "    default 0;"
+    for balancer in $balancers; do
+        echo "    $balancer 1;"
+    done
+    echo "}"
+    for balancer in $balancers; do
+        echo "set_real_ip_from $balancer;"
+    done
+    if [ -n "$balancers" ]; then
+        echo "real_ip_header X-Forwarded-For;"
+        echo "real_ip_recursive on;"
     fi
 } >/tmp/nginx/runtime-http.conf
 printf '%s' "$servers" >/tmp/nginx/upstream-servers.conf
