@@ -169,6 +169,9 @@ def proxy_environment(settings: Settings, url: str, tls: ProxyTls | None) -> dic
         # names for two years (settings refuses it without HSTS).
         include = settings.hsts_include_sub_domains
         environment["HSTS_INCLUDE_SUBDOMAINS"] = "on" if include else "off"
+    if settings.load_balancer_addresses:
+        # Only these peers' X-Forwarded-For and -Proto are believed (nginx's real_ip).
+        environment["LOAD_BALANCER_ADDRESSES"] = ",".join(settings.load_balancer_addresses)
     return environment
 
 

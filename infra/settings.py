@@ -129,12 +129,11 @@ def text_list(
                 items = json.loads(value)
             except json.JSONDecodeError:
                 items = None
-        if (
-            not isinstance(items, list)
-            or not items
-            or not all(isinstance(entry, str) and valid(entry) for entry in items)
-        ):
+        if not isinstance(items, list) or not items or not all(isinstance(e, str) for e in items):
             raise ValueError(f"{value!r} is not {accepted}")
+        bad = [entry for entry in items if not valid(entry)]
+        if bad:
+            raise ValueError(f"{value!r} is not {accepted} (not one: {', '.join(map(repr, bad))})")
         return tuple(items)
 
     return Key(name, meaning, accepted, parse, default)
@@ -175,6 +174,16 @@ def _is_private_subnet(value: str) -> bool:
         return False
     low, high = SUBNET_PREFIXES
     return network.version == 4 and network.is_private and low <= network.prefixlen <= high
+
+
+def _is_trusted_network(value: str) -> bool:
+    """An IPv4 or IPv6 address or network (no host bits set), short of every address: /0 would
+    believe any client's forged X-Forwarded-For."""
+    try:
+        network = ipaddress.ip_network(value)
+    except ValueError:
+        return False
+    return network.prefixlen > 0
 
 
 def _is_image_reference(value: str) -> bool:
@@ -246,6 +255,14 @@ KEYS: Final[tuple[Key, ...]] = (
         " proxy's (RLIMIT_NPROC of each role's own uid)",
     ),
     integer("rateLimitPerSecond", 0, 0, 100000, "requests per second per client address; 0 = off"),
+    text_list(
+        "loadBalancerAddresses",
+        "addresses of a load balancer in front, whose X-Forwarded-For and -Proto the proxy"
+        " believes; unset: none",
+        "IPv4 or IPv6 addresses or networks without host bits (e.g. 10.0.0.5,10.1.0.0/16), not /0",
+        _is_trusted_network,
+        default=None,
+    ),
     text(
         "apiBaseImage",
         "base image of the API image; empty for the Dockerfile's own",
@@ -366,6 +383,8 @@ class Settings:
     proxy_memory_mb: int
     process_limit: int
     rate_limit_per_second: int
+    # None: no load balancer; the proxy overwrites every client's forwarded headers.
+    load_balancer_addresses: tuple[str, ...] | None
     # None: the Dockerfile's own default base image.
     api_base_image: str | None
     proxy_base_image: str | None

@@ -11,6 +11,10 @@
 #                     the client's own (default localhost:8080), e.g. 127.0.0.1:8080
 #   RATE_LIMIT_RPS    requests per second allowed per client address; 0 disables (default 0)
 #   RATE_LIMIT_BURST  requests above the rate accepted at once before 429 (default 2x rate)
+#   LOAD_BALANCER_ADDRESSES  addresses or networks (CIDR) of a load balancer in front,
+#                     comma-separated: from these peers alone X-Forwarded-For gives the client's
+#                     address (rate limit, access log, the API's X-Forwarded-For) and
+#                     X-Forwarded-Proto the scheme. Anyone else's are overwritten. Default: none
 #   TLS_CERTIFICATE   PEM certificate chain (leaf first) and private key: HTTPS on 8443 (HTTP/2,
 #   TLS_PRIVATE_KEY   TLS 1.2 and 1.3), and on 8080 a plain-HTTP server that answers /healthz
 #                     and redirects the rest to HTTPS. Written to /tmp/nginx/tls (readable by
@@ -31,6 +35,61 @@ set -eu
 fail() {
     echo "proxy: $*" >&2
     exit 64
+}
+
+# The TLS key exchange groups, most preferred first: X25519MLKEM768, a post-quantum hybrid
+# (OpenSSL 3.5 and later), for the clients that offer it; then the classic ones of Mozilla's
+# "intermediate" configuration.
+TLS_GROUPS="X25519MLKEM768 X25519 prime256v1 secp384r1"
+
+# nginx_takes_groups G[:G...]: whether this nginx, with the OpenSSL it runs with, accepts the
+# groups (it refuses to start on one its OpenSSL lacks). Tried on a server of its own: no
+# certificate, no upstream, temporary files under /tmp.
+nginx_takes_groups() {
+    mkdir -p /tmp/nginx/groups-probe
+    cat >/tmp/nginx/groups-probe/nginx.conf <<EOF
+pid /tmp/nginx/groups-probe/nginx.pid;
+events {}
+http {
+    access_log off;
+    client_body_temp_path /tmp/nginx/groups-probe/temp;
+    proxy_temp_path /tmp/nginx/groups-probe/temp;
+    fastcgi_temp_path /tmp/nginx/groups-probe/temp;
+    uwsgi_temp_path /tmp/nginx/groups-probe/temp;
+    scgi_temp_path /tmp/nginx/groups-probe/temp;
+    server {
+        listen 127.0.0.1:8443 ssl;
+        ssl_reject_handshake on;
+        ssl_ecdh_curve $1;
+    }
+}
+EOF
+    nginx -t -q -e /dev/null -c /tmp/nginx/groups-probe/nginx.conf >/dev/null 2>&1
+}
+
+# Writes tls.conf's ssl_ecdh_curve: the groups of TLS_GROUPS that this nginx's OpenSSL offers,
+# in their order; says on stderr which ones, and which are left out.
+choose_tls_groups() {
+    library=$(nginx -V 2>&1 | sed -n -e 's/.*running with \([A-Za-z]*SSL [^ )]*\).*/\1/p' -e t \
+        -e 's/^built with \([A-Za-z]*SSL [^ )]*\).*/\1/p')
+    library=${library:-its TLS library}
+    chosen=""
+    missing=""
+    for group in $TLS_GROUPS; do
+        if nginx_takes_groups "$group"; then
+            chosen="${chosen:+$chosen:}$group"
+        else
+            missing="${missing:+$missing, }$group"
+        fi
+    done
+    rm -rf /tmp/nginx/groups-probe
+    [ -n "$chosen" ] || fail "nginx with $library takes none of the TLS key exchange groups $TLS_GROUPS"
+    printf 'ssl_ecdh_curve %s;\n' "$chosen" >/tmp/nginx/tls-groups.conf
+    if [ -z "$missing" ]; then
+        echo "proxy: TLS key exchange groups $chosen: all the proxy prefers (nginx with $library)" >&2
+    else
+        echo "proxy: TLS key exchange groups $chosen; left out, as nginx with $library lacks them: $missing (X25519MLKEM768 needs OpenSSL 3.5 or later)" >&2
+    fi
 }
 
 upstreams=${API_UPSTREAM:-}
@@ -79,6 +138,14 @@ if [ "$limit" -gt 0 ]; then
     ulimit -p "$limit"  # dash: -p is the process limit, soft and hard
 fi
 
+balancers=""
+for balancer in $(echo "${LOAD_BALANCER_ADDRESSES:-}" | tr ',' ' '); do
+    # An IPv4 or IPv6 address and an optional prefix: the value lands inside nginx's configuration.
+    echo "$balancer" | grep -Eq '^[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?$' \
+        || fail "LOAD_BALANCER_ADDRESSES: '$balancer' is not an IPv4 or IPv6 address or network (CIDR)"
+    balancers="$balancers $balancer"
+done
+
 hsts=${HSTS:-off}
 case $hsts in on | off) ;; *) fail "HSTS='$hsts' is not on or off" ;; esac
 subdomains=${HSTS_INCLUDE_SUBDOMAINS:-off}
@@ -110,6 +177,7 @@ elif [ -n "${TLS_CERTIFICATE:-}${TLS_PRIVATE_KEY:-}" ]; then
     )
 fi
 if [ "$tls" = on ]; then
+    choose_tls_groups
     printf 'listen 8443 ssl default_server;\ninclude /etc/nginx/tls.conf;\n'
 else
     [ "$hsts" = off ] || fail "HSTS=on needs HTTPS (TLS_CERTIFICATE and TLS_PRIVATE_KEY, or their _FILE)"
@@ -132,6 +200,21 @@ fi >/tmp/nginx/listen.conf
     echo "resolver $nameserver valid=1s ipv6=off;"
     if [ "$rps" -gt 0 ]; then
         echo "limit_req_zone \$binary_remote_addr zone=per_client:10m rate=${rps}r/s;"
+    fi
+    # $from_load_balancer: 1 for a connection from a load balancer's address. From one, the
+    # client's address is the last one of X-Forwarded-For that is not a balancer's.
+    echo "geo \$realip_remote_addr \$from_load_balancer {"
+    echo "    default 0;"
+    for balancer in $balancers; do
+        echo "    $balancer 1;"
+    done
+    echo "}"
+    for balancer in $balancers; do
+        echo "set_real_ip_from $balancer;"
+    done
+    if [ -n "$balancers" ]; then
+        echo "real_ip_header X-Forwarded-For;"
+        echo "real_ip_recursive on;"
     fi
 } >/tmp/nginx/runtime-http.conf
 printf '%s' "$servers" >/tmp/nginx/upstream-servers.conf

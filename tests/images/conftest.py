@@ -16,13 +16,8 @@ from tests.images.stack import (
     Running,
     Stack,
     build_image,
-    get,
     remove_image,
-    wait_for,
 )
-
-# Time for a fresh stack to serve GET / through the proxy.
-STACK_START_TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +49,4 @@ def running(stack: Stack) -> Running:
     stack.create_network()
     api = stack.start_api()
     proxy = stack.start_proxy()
-    started = Running(stack, api, proxy)
-    wait_for(
-        lambda: get(started.url),
-        lambda response: response.status_code == 200,
-        timeout=STACK_START_TIMEOUT,
-        what="GET / through the proxy of a fresh stack",
-    )
-    return started
+    return Running(stack, api, proxy).serving("a fresh stack")

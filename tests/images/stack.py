@@ -25,6 +25,8 @@ T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Every HTTP request of these tests gives up after this long.
 REQUEST_TIMEOUT = 5.0
+# Time for a fresh stack to serve GET / through the proxy.
+STACK_START_TIMEOUT = 30.0
 # The one writable directory of both containers (a tmpfs), a path inside them, not on the host.
 CONTAINER_TMP = "/tmp"
 # How the stack runs both containers: nothing of the image may change, no privilege is kept.
@@ -169,12 +171,15 @@ class Stack:
             **kwargs,
         )
 
-    def start_proxy(self, environment: dict[str, str] | None = None) -> Container:
+    def start_proxy(
+        self, environment: dict[str, str] | None = None, image: str | None = None, **kwargs: Any
+    ) -> Container:
+        """The proxy, as the stack runs it; `kwargs` go to Docker's create (e.g. volumes)."""
         if environment is None:
             environment = {"API_UPSTREAM": f"{contract.API_ALIAS}:{contract.API_PORT}"}
         network = {"network": self.network.name} if self.network is not None else {}
         return self.run(
-            self.proxy_image,
+            image or self.proxy_image,
             "proxy",
             environment=environment,
             user=contract.PROXY_USER,
@@ -184,6 +189,7 @@ class Stack:
             },
             **network,
             **HARDENING,
+            **kwargs,
         )
 
     def remove(self, container: Container) -> None:
@@ -225,6 +231,16 @@ class Running:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{host_port(self.proxy, contract.PROXY_HTTP_PORT)}"
+
+    def serving(self, what: str) -> "Running":
+        """Itself, once GET / through the proxy answers 200 (`what`: the stack, for a failure)."""
+        wait_for(
+            lambda: get(f"{self.url}/"),
+            lambda response: response.status_code == 200,
+            timeout=STACK_START_TIMEOUT,
+            what=f"GET / through the proxy of {what}",
+        )
+        return self
 
 
 def host_port(container: Container, container_port: int) -> int:

@@ -10,7 +10,6 @@ import pytest
 import contract
 from instance_specs import API_RUNTIMES
 from tests.images import stack as images
-from tests.images.conftest import STACK_START_TIMEOUT
 from tests.images.stack import Running, Stack, get, wait_for
 
 pytestmark = pytest.mark.engine
@@ -37,14 +36,7 @@ def on_pypy(stack: Stack, pypy_api: str) -> Running:
     warm = {"GUNICORN_WARMUP_REQUESTS": str(PYPY.warmup_requests)}
     api = stack.start_api(image=pypy_api, environment=warm, mem_limit="768m")
     proxy = stack.start_proxy()
-    running = Running(stack, api, proxy)
-    wait_for(
-        lambda: get(f"{running.url}/"),
-        lambda response: response.status_code == 200,
-        timeout=STACK_START_TIMEOUT,
-        what="GET / through the proxy, API on PyPy",
-    )
-    return running
+    return Running(stack, api, proxy).serving("a stack with its API on PyPy")
 
 
 def test_pypy_serves_the_same_answers_through_the_proxy(on_pypy: Running) -> None:

@@ -135,3 +135,19 @@ def test_half_configured_tls_is_refused(
     proxy = stack.start_proxy({"API_UPSTREAM": "api:8000", **environment})
     assert proxy.wait(timeout=30)["StatusCode"] == 64
     assert message in proxy.logs().decode()
+
+
+def test_the_post_quantum_hybrid_group_comes_first_on_openssl_35(
+    tls_running: tuple[Running, Path],
+) -> None:
+    """The base image's OpenSSL (3.5) has X25519MLKEM768: the proxy keeps it, first, and a client
+    that offers it alone gets it (openssl s_client inside the proxy's container)."""
+    running, _ = tls_running
+    logs = running.proxy.logs(stdout=False, stderr=True).decode()
+    chosen = "proxy: TLS key exchange groups X25519MLKEM768:X25519:prime256v1:secp384r1: all"
+    assert chosen in logs, logs
+    server = f"127.0.0.1:{contract.PROXY_HTTPS_PORT}"
+    client = f"openssl s_client -brief -groups X25519MLKEM768 -connect {server} </dev/null 2>&1"
+    result = running.proxy.exec_run(["sh", "-c", client])
+    output = result.output.decode()
+    assert "Negotiated TLS1.3 group: X25519MLKEM768" in output, output

@@ -121,6 +121,19 @@ def test_proxy_follows_the_api_by_its_alias(deploy: Deploy) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [(None, None), ("10.0.0.5, 10.1.0.0/16", "LOAD_BALANCER_ADDRESSES=10.0.0.5,10.1.0.0/16")],
+)
+def test_the_proxy_believes_forwarded_headers_from_the_load_balancer_alone(
+    deploy: Deploy, configured: str | None, expected: str | None
+) -> None:
+    config = {"loadBalancerAddresses": configured} if configured else {}
+    envs = deploy(**config).proxy.inputs["envs"]
+    given = [env for env in envs if env.startswith("LOAD_BALANCER_ADDRESSES=")]
+    assert given == ([expected] if expected else []), envs
+
+
 def test_a_new_api_release_leaves_the_proxy_alone(deploy: Deploy) -> None:
     """A new API image replaces the API containers only: nothing of the proxy depends on them."""
     before = deploy()

@@ -53,6 +53,11 @@ def deploy_invalid(config: dict[str, str]) -> tuple[str, RecordingMocks]:
         ("networkSubnet", "fd00:1::/64", "a private IPv4 network address"),
         ("networkSubnet", "lan", "a private IPv4 network address"),
         ("apiAccessLog", "sometimes", "true or false"),
+        ("loadBalancerAddresses", "10.0.0.1/8", "(not one: '10.0.0.1/8')"),
+        ("loadBalancerAddresses", "10.0.0.5,lb.example.com,10.0.0.300", "(not one: 'lb.example"),
+        ("loadBalancerAddresses", "10.0.0.5,0.0.0.0/0", "(not one: '0.0.0.0/0')"),
+        ("loadBalancerAddresses", "::/0", "(not one: '::/0')"),
+        ("loadBalancerAddresses", "", "IPv4 or IPv6 addresses or networks"),
     ],
 )
 def test_invalid_value_names_key_and_range(key: str, value: str, expected: str) -> None:
@@ -89,6 +94,8 @@ def test_all_problems_are_reported_together() -> None:
         ("networkSubnet", "10.0.0.0/16"),
         ("networkSubnet", "192.168.5.64/26"),
         ("apiAccessLog", "true"),
+        ("loadBalancerAddresses", "10.0.0.5"),
+        ("loadBalancerAddresses", "10.0.0.0/8,fd00::/8,192.168.1.7/32"),
     ],
 )
 def test_boundary_values_are_accepted(deploy: Deploy, key: str, value: str) -> None:
@@ -149,7 +156,8 @@ def test_bad_choices_lists_and_secrets_are_all_named_and_no_secret_is_shown() ->
     _, problems = read(configured.get, (MODE, HOSTS, PEM))
     assert problems == [
         "mode: 'on' is not one of self-signed, provided, off",
-        """hosts: '["a.example", "localhost"]' is not a comma-separated list of host names""",
+        """hosts: '["a.example", "localhost"]' is not a comma-separated list of host names"""
+        " (not one: 'localhost')",
         "pem: its value (a secret) is not a PEM block",
     ]
     # Comma-separated, as `pulumi config set hosts a.example,b.example` writes it.

@@ -49,8 +49,9 @@ def test_the_template_asks_for_every_key_as_settings_describes_it() -> None:
 def test_the_dev_stack_sets_every_key_to_its_default() -> None:
     """Pulumi.dev.yaml sets every key that has a default, to it; of those without one, the
     base images name the offline images, and tlsHostNames and publicHost stay unset (commented
-    there): they follow the bind address. A secret is stored encrypted. The keys only a swarm reads
-    are Pulumi.swarm.yaml's (the program refuses them on one engine)."""
+    there): they follow the bind address; so does loadBalancerAddresses (no balancer). A secret
+    is stored encrypted. The keys only a swarm reads are Pulumi.swarm.yaml's (the program
+    refuses them on one engine)."""
     document = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["name"]
     config = {key.split(":", 1)[1]: value for key, value in document["config"].items()}
@@ -60,7 +61,7 @@ def test_the_dev_stack_sets_every_key_to_its_default() -> None:
         for key in KEYS
         if not key.secret
         and key.name not in config
-        and key.name not in ("tlsHostNames", "publicHost", *SWARM_ONLY)
+        and key.name not in ("tlsHostNames", "publicHost", "loadBalancerAddresses", *SWARM_ONLY)
     ]
     assert not missing, f"Pulumi.dev.yaml does not set {missing}"
     assert not set(config) - set(KEYS_BY_NAME), "Pulumi.dev.yaml sets unknown keys"
