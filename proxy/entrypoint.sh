@@ -218,8 +218,11 @@ fi >/tmp/nginx/listen.conf
     fi
 } >/tmp/nginx/runtime-http.conf
 printf '%s' "$servers" >/tmp/nginx/upstream-servers.conf
-if [ "$rps" -gt 0 ]; then
+if [ "$rps" -gt 0 ] && [ "$burst" -gt 0 ]; then
     printf 'limit_req zone=per_client burst=%s nodelay;\nlimit_req_status 429;\n' "$burst"
+elif [ "$rps" -gt 0 ]; then
+    # No burst at all: nginx takes no burst=0, and nodelay means nothing without a burst.
+    printf 'limit_req zone=per_client;\nlimit_req_status 429;\n'
 else
     : # rate limit disabled
 fi >/tmp/nginx/runtime-location.conf

@@ -52,10 +52,10 @@ http.server.ThreadingHTTPServer(("", 8000), Echo).serve_forever()
 """
 
 
-def serve_behind_balancer(stack: Stack, **api: Any) -> Running:
+def serve_behind_balancer(stack: Stack, burst: int = 1, **api: Any) -> Running:
     """An API (`api`: Docker's create options, e.g. a command of its own) and a proxy that
-    believes BALANCER, with a rate limit of 1 request per second and a burst of 1: a client's
-    third request within a second is answered 429."""
+    believes BALANCER, with a rate limit of 1 request per second and a burst of `burst`: a
+    client's request within a second beyond 1 + burst is answered 429."""
     network = stack.create_network()
     # Whom gunicorn believes X-Forwarded-* from, as in the stack: the proxy's network.
     subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
@@ -65,7 +65,7 @@ def serve_behind_balancer(stack: Stack, **api: Any) -> Running:
             "API_UPSTREAM": f"{contract.API_ALIAS}:{contract.API_PORT}",
             "PUBLIC_HOST": f"127.0.0.1:{contract.PROXY_HTTP_PORT}",
             "RATE_LIMIT_RPS": "1",
-            "RATE_LIMIT_BURST": "1",
+            "RATE_LIMIT_BURST": str(burst),
             "LOAD_BALANCER_ADDRESSES": BALANCER,
         }
     )
@@ -179,6 +179,14 @@ def test_anyone_elses_forwarded_client_is_overwritten(behind_balancer: Running) 
     assert statuses == [200, 200, 429]
     assert logged(proxy, sent, proxy_client) == [address, address, address]
     assert logged(behind_balancer.api, sent[:2], api_forwarded_for) == [address, address]
+
+
+def test_a_rate_limit_with_no_burst(stack: Stack) -> None:
+    """A burst of 0 (nginx takes no `burst=0`): the proxy starts, and a client's second
+    request within a second is limited."""
+    running = serve_behind_balancer(stack, burst=0)
+    statuses, _ = send_at_once(running.proxy, BALANCER, [CLIENT_A, CLIENT_A, CLIENT_B])
+    assert statuses == [200, 429, 200]
 
 
 def test_the_scheme_is_a_balancers_alone(stack: Stack) -> None:
