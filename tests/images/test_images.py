@@ -4,6 +4,7 @@ through the proxy, non-root and read-only containers."""
 import json
 import re
 import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -294,6 +295,80 @@ def test_the_proxy_never_sends_a_request_an_instance_received_again(stack: Stack
         what="the stand-in API's log of what it received",
     )
     assert seen == ["dropped GET /", "dropped POST /", "dropped GET /last"]
+
+
+# How the first connection attempt to the API's port from another host fails, as at a
+# container that has just been removed (no answer: the proxy's 250 ms connect timeout) or one
+# that is stopping (refused); every second attempt gets through. Rules in the API container's
+# own network namespace; its health check, over loopback, is not counted.
+FIRST_CONNECTION_FAILS = {
+    "timed-out": ["-j", "DROP"],
+    "refused": ["-j", "REJECT", "--reject-with", "tcp-reset"],
+}
+
+
+def fail_every_other_connection(api: Container, failure: str) -> None:
+    """Add FIRST_CONNECTION_FAILS[failure] for every other new connection to the API's port."""
+    every_other_syn = [
+        *("iptables", "-A", "INPUT", "!", "-i", "lo", "-p", "tcp", "--syn"),
+        *("--dport", str(contract.API_PORT)),
+        *("-m", "statistic", "--mode", "nth", "--every", "2", "--packet", "0"),
+    ]
+    netns = ["nsenter", f"--target={api.attrs['State']['Pid']}", "--net"]
+    subprocess.run([*netns, *every_other_syn, *FIRST_CONNECTION_FAILS[failure]], check=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "failure"), [("GET", "timed-out"), ("POST", "timed-out"), ("GET", "refused")]
+)
+def test_a_request_whose_last_connection_attempt_failed_is_sent_once_more(
+    stack: Stack, method: str, failure: str
+) -> None:
+    """The API's one address fails the connection (nginx's last try: nothing was sent), as a
+    one-replica deploy's old container can just after it is removed: the proxy sends the
+    request once more (@retry), and the instance, accepting again, answers it."""
+    stack.create_network()
+    api = stack.start_api()
+    address = api.attrs["NetworkSettings"]["Networks"][stack.name]["IPAddress"]
+    # An address, no name: a single, fixed upstream server, as the name is when one is left.
+    proxy = stack.start_proxy({"API_UPSTREAM": f"{address}:{contract.API_PORT}"})
+    url = Running(stack, api, proxy).url
+    wait_for(
+        lambda: get(f"{url}{contract.HEALTHZ_PATH}"),
+        lambda response: response.status_code == 200,
+        timeout=HEALTHY_TIMEOUT,
+        what="the proxy's /healthz",
+    )
+    # Listening, asked by no request yet: the proxy has no kept-alive connection to reuse.
+    wait_for(
+        lambda: api.logs().decode(),
+        lambda logs: "Listening at" in logs,
+        timeout=HEALTHY_TIMEOUT,
+        what="the API listening",
+    )
+    fail_every_other_connection(api, failure)
+    request_id = f"test-{uuid.uuid4().hex}"
+
+    response = requests.request(
+        method, f"{url}/", headers={"X-Request-ID": request_id}, timeout=REQUEST_TIMEOUT
+    )
+
+    # The API's own answer: GET / says hello, POST / is not one of its routes.
+    assert (response.status_code, response.headers["X-Request-ID"]) == (
+        {"GET": 200, "POST": 405}[method],
+        request_id,
+    ), response.text
+    wait_for_access_log(api, request_id)
+    assert api.logs().decode().count(f"rid={request_id} ") == 1, "received more than once"
+    log = wait_for(
+        lambda: proxy.logs(stderr=False).decode(),
+        lambda logs: f'"{request_id}"' in logs,
+        timeout=10,
+        what=f"the proxy's access log line of request {request_id}",
+    )
+    [line] = [json.loads(line) for line in log.splitlines() if f'"{request_id}"' in line]
+    # One attempt in `location /`, one in @retry.
+    assert line["upstream"] == f"{address}:{contract.API_PORT} : {address}:{contract.API_PORT}"
 
 
 NOT_HOST_PORT = "is not host:port"
