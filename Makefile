@@ -8,7 +8,7 @@ export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 # Local stacks' secrets are not secret: an empty passphrase unless you set one.
 export PULUMI_CONFIG_PASSPHRASE ?=
 
-.PHONY: help venv engine base-images wrk up policy smoke destroy local-up local-down test lint format bench clean
+.PHONY: help venv engine base-images wrk up policy smoke destroy local-up local-down test soak lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ local-down: venv ## remove what local-up deployed for STACK
 
 test: venv base-images wrk ## run every test (engine tests need Docker; CI=true makes them mandatory)
 	$(VENV)/bin/pytest
+
+soak: venv base-images ## the long repetitions `make test` leaves out (30 one-replica redeploys)
+	$(VENV)/bin/pytest -m soak
 
 lint: venv ## ruff, mypy and actionlint
 	$(VENV)/bin/ruff check .
