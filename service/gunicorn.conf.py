@@ -11,6 +11,7 @@ import signal
 import time
 from typing import Any
 
+from gunicorn.http import wsgi
 from werkzeug.test import Client
 
 
@@ -155,10 +156,14 @@ def on_exit(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """On a graceful stop (SIGTERM), let go of the listening socket as soon as the worker stops
-    accepting; once every worker has, the port refuses connections. Without this, gunicorn keeps
-    it open while in-flight and kept-alive requests finish (up to 2 s), and connections queued
-    meanwhile wait that long, then are reset. gthread workers only (the stack's)."""
+    """Responses go out as OneWriteResponse (below). On a graceful stop (SIGTERM), let go of the
+    listening socket as soon as the worker stops accepting; once every worker has, the port
+    refuses connections. Without this, gunicorn keeps it open while in-flight and kept-alive
+    requests finish (up to 2 s), and connections queued meanwhile wait that long, then are
+    reset. gthread workers only (the stack's)."""
+    # The class gunicorn's workers build each HTTP/1 response with (wsgi.create); gunicorn has
+    # no setting for it.
+    wsgi.Response = OneWriteResponse
     set_accept_enabled = getattr(worker, "set_accept_enabled", None)
     if set_accept_enabled is None:
         return
@@ -170,6 +175,54 @@ def post_worker_init(worker: Any) -> None:
                 listener.close()  # gunicorn's own close at exit is then a no-op
 
     worker.set_accept_enabled = set_accept_enabled_then_release
+
+
+# --- Responses in one write ---------------------------------------------------------------
+# gunicorn writes a response's headers, then its body, in two writes. An instance killed between
+# the two (a crash, an out-of-memory kill) leaves the proxy with headers it has already passed on
+# and no body: the client gets a response cut short, which the proxy can no longer send to
+# another instance. Held until the first body bytes, the headers go out in the same write as
+# them, up to this many bytes of body (beyond, a copy of the body costs more than it is worth):
+# a kill then finds either nothing written, a request the proxy retries elsewhere, or the whole
+# response in the kernel, which delivers it.
+one_write_max_body = 64 * 1024
+
+
+class OneWriteResponse(wsgi.Response):
+    """gunicorn's HTTP/1 response, whose headers wait for the body's first bytes or the end."""
+
+    headers_sent: bool
+    _held = b""
+    _hold_headers = True
+
+    def send_headers(self) -> None:
+        if self.headers_sent or not self._hold_headers:
+            super().send_headers()
+            return
+        lines = [*self.default_headers(), *(f"{k}: {v}\r\n" for k, v in self.headers), "\r\n"]
+        self._held = "".join(lines).encode("latin-1")
+        self.headers_sent = True
+
+    def _emit_body(self, data: bytes) -> None:
+        self._send(b"%X\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+
+    def sendfile(self, respiter: Any) -> bool:
+        # gunicorn's sendfile writes the body to the socket itself: the headers go first.
+        self._hold_headers = False
+        return bool(super().sendfile(respiter))
+
+    def close(self) -> None:
+        if not self.headers_sent:
+            self.send_headers()
+        self._send(b"0\r\n\r\n" if self.chunked else b"")
+
+    def _send(self, data: bytes) -> None:
+        held, self._held = self._held, b""
+        if held and len(data) > one_write_max_body:
+            self.sock.sendall(held)
+            held = b""
+        if held or data:
+            self.sock.sendall(held + data)
 
 
 # --- Control socket ------------------------------------------------------------------------
