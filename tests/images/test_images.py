@@ -255,6 +255,24 @@ def test_proxy_answers_json_error_quickly_when_api_is_down(running: Running) -> 
     assert get(f"{running.url}{contract.HEALTHZ_PATH}").status_code == 200
 
 
+def address_of(stack: Stack, container: Container) -> str:
+    return str(container.attrs["NetworkSettings"]["Networks"][stack.name]["IPAddress"])
+
+
+def proxy_of_address(stack: Stack, api: Container) -> tuple[Container, str]:
+    """A proxy in front of the API container's address, not the alias (served from its start,
+    with no lookup to wait for), answering its /healthz; and its URL."""
+    proxy = stack.start_proxy({"API_UPSTREAM": f"{address_of(stack, api)}:{contract.API_PORT}"})
+    url = Running(stack, api, proxy).url
+    wait_for(
+        lambda: get(f"{url}{contract.HEALTHZ_PATH}"),
+        lambda response: response.status_code == 200,
+        timeout=HEALTHY_TIMEOUT,
+        what="the proxy's /healthz",
+    )
+    return proxy, url
+
+
 # An API instance that goes away mid-request, every time: it reads each request and closes the
 # connection unanswered.
 DROPPING_API = """
@@ -272,16 +290,7 @@ def test_the_proxy_never_sends_a_request_an_instance_received_again(stack: Stack
     reached an instance and got no answer gets a JSON 502, whatever its method."""
     stack.create_network()
     api = stack.start_api(command=["python", "-c", DROPPING_API], healthcheck={"test": ["NONE"]})
-    # Its address, not the alias: served from the proxy's start, with no lookup to wait for.
-    address = api.attrs["NetworkSettings"]["Networks"][stack.name]["IPAddress"]
-    proxy = stack.start_proxy({"API_UPSTREAM": f"{address}:{contract.API_PORT}"})
-    url = Running(stack, api, proxy).url
-    wait_for(
-        lambda: get(f"{url}{contract.HEALTHZ_PATH}"),
-        lambda response: response.status_code == 200,
-        timeout=HEALTHY_TIMEOUT,
-        what="the proxy's /healthz",
-    )
+    _, url = proxy_of_address(stack, api)
 
     answers = [get(f"{url}/"), requests.post(f"{url}/", json={}, timeout=REQUEST_TIMEOUT)]
 
@@ -329,16 +338,8 @@ def test_a_request_whose_last_connection_attempt_failed_is_sent_once_more(
     request once more (@retry), and the instance, accepting again, answers it."""
     stack.create_network()
     api = stack.start_api()
-    address = api.attrs["NetworkSettings"]["Networks"][stack.name]["IPAddress"]
-    # An address, no name: a single, fixed upstream server, as the name is when one is left.
-    proxy = stack.start_proxy({"API_UPSTREAM": f"{address}:{contract.API_PORT}"})
-    url = Running(stack, api, proxy).url
-    wait_for(
-        lambda: get(f"{url}{contract.HEALTHZ_PATH}"),
-        lambda response: response.status_code == 200,
-        timeout=HEALTHY_TIMEOUT,
-        what="the proxy's /healthz",
-    )
+    # A single, fixed upstream server, as the name is when it has one address left.
+    proxy, url = proxy_of_address(stack, api)
     # Listening, asked by no request yet: the proxy has no kept-alive connection to reuse.
     wait_for(
         lambda: api.logs().decode(),
@@ -368,7 +369,8 @@ def test_a_request_whose_last_connection_attempt_failed_is_sent_once_more(
     )
     [line] = [json.loads(line) for line in log.splitlines() if f'"{request_id}"' in line]
     # One attempt in `location /`, one in @retry.
-    assert line["upstream"] == f"{address}:{contract.API_PORT} : {address}:{contract.API_PORT}"
+    upstream = f"{address_of(stack, api)}:{contract.API_PORT}"
+    assert line["upstream"] == f"{upstream} : {upstream}"
 
 
 NOT_HOST_PORT = "is not host:port"
