@@ -8,6 +8,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -306,25 +307,52 @@ def test_the_proxy_never_sends_a_request_an_instance_received_again(stack: Stack
     assert seen == ["dropped GET /", "dropped POST /", "dropped GET /last"]
 
 
-# How the first connection attempt to the API's port from another host fails, as at a
-# container that has just been removed (no answer: the proxy's 250 ms connect timeout) or one
-# that is stopping (refused); every second attempt gets through. Rules in the API container's
-# own network namespace; its health check, over loopback, is not counted.
-FIRST_CONNECTION_FAILS = {
+# How connection attempts to the API's port from another host fail: as at a container that has
+# just been removed (no answer: the proxy's 250 ms connect timeout) or one that is stopping
+# (refused). Rules in the API container's own network namespace; its health check, over
+# loopback, is not counted.
+CONNECTIONS_FAIL = {
     "timed-out": ["-j", "DROP"],
     "refused": ["-j", "REJECT", "--reject-with", "tcp-reset"],
 }
 
 
-def fail_every_other_connection(api: Container, failure: str) -> None:
-    """Add FIRST_CONNECTION_FAILS[failure] for every other new connection to the API's port."""
-    every_other_syn = [
+def fail_connections(api: Container, failure: str, every: int) -> None:
+    """CONNECTIONS_FAIL[failure] for the first of every `every` new connections to the API."""
+    nth_syn = [
         *("iptables", "-A", "INPUT", "!", "-i", "lo", "-p", "tcp", "--syn"),
         *("--dport", str(contract.API_PORT)),
-        *("-m", "statistic", "--mode", "nth", "--every", "2", "--packet", "0"),
+        *("-m", "statistic", "--mode", "nth", "--every", str(every), "--packet", "0"),
     ]
     netns = ["nsenter", f"--target={api.attrs['State']['Pid']}", "--net"]
-    subprocess.run([*netns, *every_other_syn, *FIRST_CONNECTION_FAILS[failure]], check=True)
+    subprocess.run([*netns, *nth_syn, *CONNECTIONS_FAIL[failure]], check=True)
+
+
+def listening_api_behind_its_proxy(stack: Stack) -> tuple[Container, Container, str]:
+    """An API container, listening and asked by no request yet (the proxy has no kept-alive
+    connection to it to reuse), its proxy, and the proxy's URL. The proxy has the container's
+    address: a single, fixed upstream server, as the API's name is when one address is left."""
+    stack.create_network()
+    api = stack.start_api()
+    proxy, url = proxy_of_address(stack, api)
+    wait_for(
+        lambda: api.logs().decode(),
+        lambda logs: "Listening at" in logs,
+        timeout=HEALTHY_TIMEOUT,
+        what="the API listening",
+    )
+    return api, proxy, url
+
+
+def proxy_log_line(proxy: Container, request_id: str) -> dict[str, Any]:
+    log = wait_for(
+        lambda: proxy.logs(stderr=False).decode(),
+        lambda logs: f'"{request_id}"' in logs,
+        timeout=10,
+        what=f"the proxy's access log line of request {request_id}",
+    )
+    [line] = [json.loads(line) for line in log.splitlines() if f'"{request_id}"' in line]
+    return dict(line)
 
 
 @pytest.mark.parametrize(
@@ -336,18 +364,8 @@ def test_a_request_whose_last_connection_attempt_failed_is_sent_once_more(
     """The API's one address fails the connection (nginx's last try: nothing was sent), as a
     one-replica deploy's old container can just after it is removed: the proxy sends the
     request once more (@retry), and the instance, accepting again, answers it."""
-    stack.create_network()
-    api = stack.start_api()
-    # A single, fixed upstream server, as the name is when it has one address left.
-    proxy, url = proxy_of_address(stack, api)
-    # Listening, asked by no request yet: the proxy has no kept-alive connection to reuse.
-    wait_for(
-        lambda: api.logs().decode(),
-        lambda logs: "Listening at" in logs,
-        timeout=HEALTHY_TIMEOUT,
-        what="the API listening",
-    )
-    fail_every_other_connection(api, failure)
+    api, proxy, url = listening_api_behind_its_proxy(stack)
+    fail_connections(api, failure, every=2)
     request_id = f"test-{uuid.uuid4().hex}"
 
     response = requests.request(
@@ -361,16 +379,22 @@ def test_a_request_whose_last_connection_attempt_failed_is_sent_once_more(
     ), response.text
     wait_for_access_log(api, request_id)
     assert api.logs().decode().count(f"rid={request_id} ") == 1, "received more than once"
-    log = wait_for(
-        lambda: proxy.logs(stderr=False).decode(),
-        lambda logs: f'"{request_id}"' in logs,
-        timeout=10,
-        what=f"the proxy's access log line of request {request_id}",
-    )
-    [line] = [json.loads(line) for line in log.splitlines() if f'"{request_id}"' in line]
     # One attempt in `location /`, one in @retry.
     upstream = f"{address_of(stack, api)}:{contract.API_PORT}"
-    assert line["upstream"] == f"{upstream} : {upstream}"
+    assert proxy_log_line(proxy, request_id)["upstream"] == f"{upstream} : {upstream}"
+
+
+def test_a_request_is_sent_once_more_at_most(stack: Stack) -> None:
+    """Its second attempt's connection times out too: a JSON 502, and no third attempt."""
+    api, proxy, url = listening_api_behind_its_proxy(stack)
+    fail_connections(api, "timed-out", every=1)
+    request_id = f"test-{uuid.uuid4().hex}"
+
+    response = get(f"{url}/", headers={"X-Request-ID": request_id})
+
+    assert (response.status_code, response.json()["status"]) == (502, 502), response.text
+    upstream = f"{address_of(stack, api)}:{contract.API_PORT}"
+    assert proxy_log_line(proxy, request_id)["upstream"] == f"{upstream} : {upstream}"
 
 
 NOT_HOST_PORT = "is not host:port"
