@@ -61,7 +61,7 @@ local-down: venv ## remove what local-up deployed for STACK
 test: venv base-images wrk ## run every test (engine tests need Docker; CI=true makes them mandatory)
 	$(VENV)/bin/pytest
 
-soak: venv base-images ## the long repetitions `make test` leaves out (30 one-replica redeploys)
+soak: venv base-images ## the long repetitions `make test` leaves out (about 10 minutes)
 	$(VENV)/bin/pytest -m soak
 
 lint: venv ## ruff, mypy and actionlint
