@@ -17,7 +17,7 @@ endif
 export PATH := $(PATH):$(CURDIR)/.pulumi-cli/bin
 export PULUMI_SKIP_UPDATE_CHECK := true
 
-.PHONY: help passphrase venv engine base-images pulumi-cli wrk up policy smoke destroy local-up local-down test lint format bench clean
+.PHONY: help passphrase venv engine base-images pulumi-cli wrk up policy smoke destroy local-up local-down test soak lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ local-down: venv passphrase ## remove what local-up deployed for STACK
 
 test: venv base-images wrk pulumi-cli passphrase ## run every test (engine tests need Docker; CI=true makes them mandatory)
 	$(VENV)/bin/pytest
+
+soak: venv base-images ## the long repetitions `make test` leaves out (about 10 minutes)
+	$(VENV)/bin/pytest -m soak
 
 lint: venv ## ruff, mypy and actionlint
 	$(VENV)/bin/ruff check .

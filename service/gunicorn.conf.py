@@ -11,6 +11,7 @@ import signal
 import time
 from typing import Any
 
+from gunicorn.http import wsgi
 from werkzeug.test import Client
 
 
@@ -174,7 +175,11 @@ def on_exit(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Warm the worker's own app up (warmup_requests), then release the port early on a stop."""
+    """Responses go out as OneWriteResponse (below). Warm the worker's own app up
+    (warmup_requests), then release the port early on a stop."""
+    # The class gunicorn's workers build each HTTP/1 response with (wsgi.create); gunicorn has
+    # no setting for it.
+    wsgi.Response = OneWriteResponse
     if warmup_requests:
         _ask_health(worker.wsgi, warmup_requests)
         worker.log.info("warmed up: %s requests to %s", warmup_requests, health_path)
@@ -197,6 +202,54 @@ def _release_port_on_stop(worker: Any) -> None:
                 listener.close()  # gunicorn's own close at exit is then a no-op
 
     worker.set_accept_enabled = set_accept_enabled_then_release
+
+
+# --- Responses in one write ---------------------------------------------------------------
+# gunicorn writes a response's headers, then its body, in two writes. An instance killed between
+# the two (a crash, an out-of-memory kill) leaves the proxy with headers it has already passed on
+# and no body: the client gets a response cut short, which the proxy can no longer send to
+# another instance. Held until the first body bytes, the headers go out in the same write as
+# them, up to this many bytes of body (beyond, a copy of the body costs more than it is worth):
+# a kill then finds either nothing written, a request the proxy retries elsewhere, or the whole
+# response in the kernel, which delivers it.
+one_write_max_body = 64 * 1024
+
+
+class OneWriteResponse(wsgi.Response):
+    """gunicorn's HTTP/1 response, whose headers wait for the body's first bytes or the end."""
+
+    headers_sent: bool
+    _held = b""
+    _hold_headers = True
+
+    def send_headers(self) -> None:
+        if self.headers_sent or not self._hold_headers:
+            super().send_headers()
+            return
+        lines = [*self.default_headers(), *(f"{k}: {v}\r\n" for k, v in self.headers), "\r\n"]
+        self._held = "".join(lines).encode("latin-1")
+        self.headers_sent = True
+
+    def _emit_body(self, data: bytes) -> None:
+        self._send(b"%X\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+
+    def sendfile(self, respiter: Any) -> bool:
+        # gunicorn's sendfile writes the body to the socket itself: the headers go first.
+        self._hold_headers = False
+        return bool(super().sendfile(respiter))
+
+    def close(self) -> None:
+        if not self.headers_sent:
+            self.send_headers()
+        self._send(b"0\r\n\r\n" if self.chunked else b"")
+
+    def _send(self, data: bytes) -> None:
+        held, self._held = self._held, b""
+        if held and len(data) > one_write_max_body:
+            self.sock.sendall(held)
+            held = b""
+        if held or data:
+            self.sock.sendall(held + data)
 
 
 # --- Control socket ------------------------------------------------------------------------

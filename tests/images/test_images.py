@@ -4,9 +4,11 @@ through the proxy, non-root and read-only containers."""
 import json
 import re
 import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -254,6 +256,24 @@ def test_proxy_answers_json_error_quickly_when_api_is_down(running: Running) -> 
     assert get(f"{running.url}{contract.HEALTHZ_PATH}").status_code == 200
 
 
+def address_of(stack: Stack, container: Container) -> str:
+    return str(container.attrs["NetworkSettings"]["Networks"][stack.name]["IPAddress"])
+
+
+def proxy_of_address(stack: Stack, api: Container) -> tuple[Container, str]:
+    """A proxy in front of the API container's address, not the alias (served from its start,
+    with no lookup to wait for), answering its /healthz; and its URL."""
+    proxy = stack.start_proxy({"API_UPSTREAM": f"{address_of(stack, api)}:{contract.API_PORT}"})
+    url = Running(stack, api, proxy).url
+    wait_for(
+        lambda: get(f"{url}{contract.HEALTHZ_PATH}"),
+        lambda response: response.status_code == 200,
+        timeout=HEALTHY_TIMEOUT,
+        what="the proxy's /healthz",
+    )
+    return proxy, url
+
+
 # An API instance that goes away mid-request, every time: it reads each request and closes the
 # connection unanswered.
 DROPPING_API = """
@@ -271,16 +291,7 @@ def test_the_proxy_never_sends_a_request_an_instance_received_again(stack: Stack
     reached an instance and got no answer gets a JSON 502, whatever its method."""
     stack.create_network()
     api = stack.start_api(command=["python", "-c", DROPPING_API], healthcheck={"test": ["NONE"]})
-    # Its address, not the alias: served from the proxy's start, with no lookup to wait for.
-    address = api.attrs["NetworkSettings"]["Networks"][stack.name]["IPAddress"]
-    proxy = stack.start_proxy({"API_UPSTREAM": f"{address}:{contract.API_PORT}"})
-    url = Running(stack, api, proxy).url
-    wait_for(
-        lambda: get(f"{url}{contract.HEALTHZ_PATH}"),
-        lambda response: response.status_code == 200,
-        timeout=HEALTHY_TIMEOUT,
-        what="the proxy's /healthz",
-    )
+    _, url = proxy_of_address(stack, api)
 
     answers = [get(f"{url}/"), requests.post(f"{url}/", json={}, timeout=REQUEST_TIMEOUT)]
 
@@ -294,6 +305,96 @@ def test_the_proxy_never_sends_a_request_an_instance_received_again(stack: Stack
         what="the stand-in API's log of what it received",
     )
     assert seen == ["dropped GET /", "dropped POST /", "dropped GET /last"]
+
+
+# How connection attempts to the API's port from another host fail: as at a container that has
+# just been removed (no answer: the proxy's 250 ms connect timeout) or one that is stopping
+# (refused). Rules in the API container's own network namespace; its health check, over
+# loopback, is not counted.
+CONNECTIONS_FAIL = {
+    "timed-out": ["-j", "DROP"],
+    "refused": ["-j", "REJECT", "--reject-with", "tcp-reset"],
+}
+
+
+def fail_connections(api: Container, failure: str, every: int) -> None:
+    """CONNECTIONS_FAIL[failure] for the first of every `every` new connections to the API."""
+    nth_syn = [
+        *("iptables", "-A", "INPUT", "!", "-i", "lo", "-p", "tcp", "--syn"),
+        *("--dport", str(contract.API_PORT)),
+        *("-m", "statistic", "--mode", "nth", "--every", str(every), "--packet", "0"),
+    ]
+    netns = ["nsenter", f"--target={api.attrs['State']['Pid']}", "--net"]
+    subprocess.run([*netns, *nth_syn, *CONNECTIONS_FAIL[failure]], check=True)
+
+
+def listening_api_behind_its_proxy(stack: Stack) -> tuple[Container, Container, str]:
+    """An API container, listening and asked by no request yet (the proxy has no kept-alive
+    connection to it to reuse), its proxy, and the proxy's URL. The proxy has the container's
+    address: a single, fixed upstream server, as the API's name is when one address is left."""
+    stack.create_network()
+    api = stack.start_api()
+    proxy, url = proxy_of_address(stack, api)
+    wait_for(
+        lambda: api.logs().decode(),
+        lambda logs: "Listening at" in logs,
+        timeout=HEALTHY_TIMEOUT,
+        what="the API listening",
+    )
+    return api, proxy, url
+
+
+def proxy_log_line(proxy: Container, request_id: str) -> dict[str, Any]:
+    log = wait_for(
+        lambda: proxy.logs(stderr=False).decode(),
+        lambda logs: f'"{request_id}"' in logs,
+        timeout=10,
+        what=f"the proxy's access log line of request {request_id}",
+    )
+    [line] = [json.loads(line) for line in log.splitlines() if f'"{request_id}"' in line]
+    return dict(line)
+
+
+@pytest.mark.parametrize(
+    ("method", "failure"), [("GET", "timed-out"), ("POST", "timed-out"), ("GET", "refused")]
+)
+def test_a_request_whose_last_connection_attempt_failed_is_sent_once_more(
+    stack: Stack, method: str, failure: str
+) -> None:
+    """The API's one address fails the connection (nginx's last try: nothing was sent), as a
+    one-replica deploy's old container can just after it is removed: the proxy sends the
+    request once more (@retry), and the instance, accepting again, answers it."""
+    api, proxy, url = listening_api_behind_its_proxy(stack)
+    fail_connections(api, failure, every=2)
+    request_id = f"test-{uuid.uuid4().hex}"
+
+    response = requests.request(
+        method, f"{url}/", headers={"X-Request-ID": request_id}, timeout=REQUEST_TIMEOUT
+    )
+
+    # The API's own answer: GET / says hello, POST / is not one of its routes.
+    assert (response.status_code, response.headers["X-Request-ID"]) == (
+        {"GET": 200, "POST": 405}[method],
+        request_id,
+    ), response.text
+    wait_for_access_log(api, request_id)
+    assert api.logs().decode().count(f"rid={request_id} ") == 1, "received more than once"
+    # One attempt in `location /`, one in @retry.
+    upstream = f"{address_of(stack, api)}:{contract.API_PORT}"
+    assert proxy_log_line(proxy, request_id)["upstream"] == f"{upstream} : {upstream}"
+
+
+def test_a_request_is_sent_once_more_at_most(stack: Stack) -> None:
+    """Its second attempt's connection times out too: a JSON 502, and no third attempt."""
+    api, proxy, url = listening_api_behind_its_proxy(stack)
+    fail_connections(api, "timed-out", every=1)
+    request_id = f"test-{uuid.uuid4().hex}"
+
+    response = get(f"{url}/", headers={"X-Request-ID": request_id})
+
+    assert (response.status_code, response.json()["status"]) == (502, 502), response.text
+    upstream = f"{address_of(stack, api)}:{contract.API_PORT}"
+    assert proxy_log_line(proxy, request_id)["upstream"] == f"{upstream} : {upstream}"
 
 
 NOT_HOST_PORT = "is not host:port"

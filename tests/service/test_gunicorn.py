@@ -302,3 +302,62 @@ def test_each_worker_warms_its_own_app_up(tmp_path: Path) -> None:
         assert str(server.process.pid) not in warmed, "the master warmed up"
     finally:
         stop(server.process)
+
+
+# Appended to a copy of the config: each worker dies (SIGKILL, as in a crash or an out-of-memory
+# kill) right after the first write of a response to the socket.
+DIES_AFTER_A_RESPONSES_FIRST_WRITE = """
+from gunicorn.http import wsgi as _wsgi
+
+_project_post_worker_init = post_worker_init
+
+
+class _DiesAfterItsFirstWrite:
+    def __init__(self, sock):
+        self._sock = sock
+
+    def sendall(self, data):
+        self._sock.sendall(data)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def post_worker_init(worker):
+    _project_post_worker_init(worker)
+    create = _wsgi.create
+    _wsgi.create = lambda req, sock, *rest, **kw: create(
+        req, _DiesAfterItsFirstWrite(sock), *rest, **kw
+    )
+"""
+
+
+def test_a_worker_killed_after_its_first_write_has_sent_the_whole_response(
+    tmp_path: Path,
+) -> None:
+    """The worst moment to die: right after a response's first write. That write held the
+    headers and the body: the client (the proxy) gets the whole response, never headers alone,
+    which it could neither complete nor send to another instance."""
+    service = tmp_path / "service"
+    shutil.copytree(SERVICE_DIR, service, ignore=shutil.ignore_patterns("__pycache__"))
+    with (service / "gunicorn.conf.py").open("a") as config:
+        config.write(DIES_AFTER_A_RESPONSES_FIRST_WRITE)
+    server = start_gunicorn(tmp_path, service, WEB_CONCURRENCY="1")
+
+    def until_logged(text: str, count: int) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while server.output().count(text) < count:
+            assert time.monotonic() < deadline, f"{text!r} not {count}x\n{server.output()}"
+            time.sleep(0.05)
+
+    try:
+        # Each request kills the worker that answers it, and the master starts another: the
+        # next request waits for it, so that no worker about to die accepts it.
+        for killed in range(3):
+            until_logged("Booting worker", killed + 1)
+            response = requests.get(server.url, timeout=REQUEST_TIMEOUT)
+            assert response.json() == {"message": "Hello, Being!"}
+            until_logged("was sent SIGKILL", killed + 1)
+    finally:
+        stop(server.process)
