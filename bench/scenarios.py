@@ -21,14 +21,8 @@ TLS_CONF: Final = REPO_ROOT / "proxy" / "tls.conf"
 SCENARIOS: Final = rows("scenario", "key", "title", "how", "system")
 SETUPS: Final = rows("setup", "key", "title")
 THROUGH_PROXY: Final = TABLES["optional"]["scenario"] | TABLES["through_proxy"]
-# The stack proxy's TLS environment, which the proxies the bench starts copy (unless plain).
-TLS_ENVIRONMENT: Final = (
-    "TLS_CERTIFICATE",
-    "TLS_PRIVATE_KEY",
-    "HSTS",
-    "HSTS_INCLUDE_SUBDOMAINS",
-    "PUBLIC_HOST",
-)
+# The stack proxy's TLS variables, by prefix: the proxies the bench starts copy them (unless plain).
+TLS_ENVIRONMENT: Final = ("TLS_", "HSTS", "PUBLIC_HOST")
 # gunicorn as the original post ran it: its own defaults (one sync worker, no access log).
 BASELINE_COMMAND: Final = ["gunicorn", "-c", "/dev/null", "--bind", "0.0.0.0:8000", "wsgi:app"]
 NGINX_COMMAND: Final = ["nginx", "-g", "daemon off;"]  # the bench's own nginx: the baseline's
@@ -152,7 +146,7 @@ class Servers:
         variables = {"API_UPSTREAM": ",".join(upstreams), "RATE_LIMIT_RPS": "0"}
         if tls:
             deployed = environment(self.proxy)
-            variables |= {k: v for k, v in deployed.items() if k in TLS_ENVIRONMENT}
+            variables |= {k: v for k, v in deployed.items() if k.startswith(TLS_ENVIRONMENT)}
         sysctls = (self.proxy.attrs["HostConfig"].get("Sysctls") or {}) | sysctls
         options = copy.deepcopy(TABLES["container"]["proxy"]) | {"sysctls": sysctls or None}
         options |= {"user": contract.PROXY_USER, "environment": variables, "files": files}
