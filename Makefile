@@ -46,17 +46,24 @@ pulumi-cli: venv ## build the pulumi CLI from Go modules, unless one is installe
 	  echo "using $$found"; \
 	else bash pulumi-cli/build.sh; fi
 
+# Whether the pulumi on PATH can run a Python program: its language host beside it or on PATH
+# (a CLI built from Go modules has none: docs/pulumi-cli.md).
+RUNS_PYTHON = command -v pulumi-language-python >/dev/null || \
+	[ -x "$$(dirname "$$(command -v pulumi)")/pulumi-language-python" ]
+
 wrk: ## install Debian's wrk if missing (the benchmark's load generator; as root)
 	@command -v wrk >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
 up: venv base-images pulumi-cli passphrase ## pulumi up: build the images and deploy the stack (needs the pulumi CLI)
+	@$(RUNS_PYTHON) || { echo "error: this pulumi has no Python language host, so it runs no" \
+	  "Python program (docs/pulumi-cli.md); 'make local-up' deploys the stack without it" >&2; exit 1; }
 	pulumi stack select --create $(STACK)
 	pulumi up --yes --stack $(STACK)
 	$(MAKE) --no-print-directory smoke
 
 policy: venv passphrase ## check every container's and service's hardening (policy/) before anything is deployed
-	@if command -v pulumi-language-python >/dev/null; then \
+	@if $(RUNS_PYTHON); then \
 	  pulumi stack select --create $(STACK) && \
 	  pulumi preview --stack $(STACK) --policy-pack policy; \
 	else \
