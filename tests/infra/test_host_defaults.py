@@ -100,7 +100,7 @@ def engine_with_defaults(
         host = f"unix://{root / 'docker.sock'}"
         client = docker.DockerClient(base_url=host, timeout=300)
         for name in base_images.values():
-            client.images.load(docker_client.images.get(name).save(named=True))
+            client.images.load(docker_client.images.get(name).save(named=name))
         yield SecondEngine(client, host)
     finally:
         if client is not None:

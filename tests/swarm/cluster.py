@@ -222,7 +222,7 @@ def three_node_swarm(
         for node in nodes[1:]:
             NodeEngine(node).ready().docker("swarm", "join", "--token", token, f"{address}:2377")
         for base in {base_images["api"], base_images["proxy"]}:
-            manager.images.load(b"".join(client.images.get(base).save(named=True)))
+            manager.images.load(b"".join(client.images.get(base).save(named=base)))
         yield Cluster(
             name,
             manager,
