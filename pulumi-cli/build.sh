@@ -7,7 +7,8 @@
 #                                   in .venv, or the nearest one the proxy serves) into
 #                                   .pulumi-cli/<version>/bin; .pulumi-cli/bin points at it
 #
-# Cached by version: a second run with the same version takes a second. The Python language host
+# Cached by version: a second run with the same version takes a second (the proxy's answer too,
+# in .pulumi-cli/resolved-<version>: delete .pulumi-cli to ask it again). The Python language host
 # and the provider plugins are Go modules too; the script says which of them the proxy serves.
 set -euo pipefail
 
