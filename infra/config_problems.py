@@ -13,12 +13,3 @@ class ConfigProblem(ValueError):
         self.key = key
         self.reason = reason
         self.keys: tuple[str, ...] = (key, *[name for name in also if name != key])
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ConfigProblem) and (self.keys, self.reason) == (
-            other.keys,
-            other.reason,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.keys, self.reason))

@@ -90,16 +90,19 @@ def template_config(current: str) -> str:
 
 
 def _stack_value(project: str, key: Key, value: Any) -> list[str]:
-    name = f"  {project}:{key.name}"
-    if isinstance(value, dict):  # {"secure": ciphertext}: a secret, kept as the stack has it
-        return [f"{name}:"] + [f"    {field}: {text}" for field, text in value.items()]
+    name = f"{project}:{key.name}"
+    if isinstance(value, dict | list):  # a secret ({secure: ...}) or a list set with --path
+        dumped = yaml.safe_dump({name: value}, default_flow_style=False, width=WIDTH)
+        return ["  " + line for line in dumped.splitlines()]
     if value is not None:
-        return [f"{name}: {_scalar(str(value).lower() if isinstance(value, bool) else str(value))}"]
+        return [
+            f"  {name}: {_scalar(str(value).lower() if isinstance(value, bool) else str(value))}"
+        ]
     if key.default_text is not None:
-        return [f"{name}: {_scalar(key.default_text)}"]
+        return [f"  {name}: {_scalar(key.default_text)}"]
     if key.secret:
         return [f"  # set with: pulumi config set --secret {key.name} < file.pem"]
-    return [f"  # {name.strip()}: {_scalar(key.docs.example or '')}"]
+    return [f"  # {name}: {_scalar(key.docs.example or '')}"]
 
 
 def dev_stack(current: str) -> str:

@@ -106,10 +106,15 @@ def test_the_dev_stack_keeps_its_values_when_regenerated() -> None:
     current = (REPO_ROOT / "Pulumi.dev.yaml").read_text()
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["name"]
     edited = current.replace(f'{project}:apiReplicas: "2"', f'{project}:apiReplicas: "3"')
-    edited += "  docker:host: ssh://deploy@manager.example.com\n"
+    edited += (
+        "  docker:host: ssh://deploy@manager.example.com\n"
+        f"  {project}:tlsHostNames:\n    - api.example.com\n    - localhost\n"
+        f"  {project}:tlsPrivateKey:\n    secure: v1:bm9uY2U=:Y2lwaGVy\n"
+    )
     regenerated = yaml.safe_load(WRITERS["Pulumi.dev.yaml"](edited))["config"]
     assert regenerated == yaml.safe_load(edited)["config"]
     assert regenerated[f"{project}:apiReplicas"] == "3"
+    assert regenerated[f"{project}:tlsHostNames"] == ["api.example.com", "localhost"]
 
 
 def test_the_configuration_page_lists_every_key_with_its_default() -> None:
