@@ -17,7 +17,7 @@ endif
 export PATH := $(PATH):$(CURDIR)/.pulumi-cli/bin
 export PULUMI_SKIP_UPDATE_CHECK := true
 
-.PHONY: help passphrase venv engine base-images pulumi-cli wrk up policy smoke destroy local-up local-down test soak lint format bench clean
+.PHONY: help passphrase venv engine base-images pulumi-cli wrk up policy smoke destroy local-up local-down test soak lint format generate bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ lint: venv ## ruff, mypy and actionlint
 	$(VENV)/bin/mypy infra engine_harness scripts policy bench
 	$(VENV)/bin/mypy policy/__main__.py
 	$(VENV)/bin/actionlint
+
+generate: venv ## write the files that list the config keys from infra/config_keys.py's table
+	PYTHONPATH=infra $(PY) scripts/generate_config.py
 
 format: venv ## format and fix what ruff can
 	$(VENV)/bin/ruff format .

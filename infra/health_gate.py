@@ -35,6 +35,8 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
+from config_problems import ConfigProblem
+
 
 class HealthWait(pulumi.dynamic.ResourceProvider):
     """The dynamic provider. Pulumi pickles it into the state and runs it in a process of its
@@ -353,7 +355,7 @@ CERT_PATH_FILES = ("ca.pem", "cert.pem", "key.pem")
 
 def resolve_connection(
     configured: Callable[[str], str | None], env: Mapping[str, str], home: Path
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Any], list[ConfigProblem]]:
     """How pulumi-docker reaches its engine, from its settings (`configured("host")`: the
     text of docker:host, None when unset) and `env`, as the provider resolves them; and every
     problem, naming its key, with what the health gates can't honour. `home` holds the docker
@@ -363,25 +365,37 @@ def resolve_connection(
         for key, variable in CONNECTION_SETTINGS.items()
     }
     connection: dict[str, Any] = {"docker_host": value["host"]}
-    problems: list[str] = []
+    problems: list[ConfigProblem] = []
     if value["context"]:  # The provider takes a context's host over docker:host.
         host = _context_host(home, value["context"])
         if host is None:
-            problems.append(f"docker:context: no docker context {value['context']!r} in {home}")
+            problems.append(
+                ConfigProblem("docker:context", f"no docker context {value['context']!r} in {home}")
+            )
         connection["docker_host"] = host
     # The provider's order: key material, else certPath, else ssh, else plain.
     if value["certMaterial"] or value["keyMaterial"]:
         problems += [
-            f"docker:{key}: missing (pulumi-docker needs certMaterial and keyMaterial together)"
+            ConfigProblem(
+                f"docker:{key}",
+                "missing (pulumi-docker needs certMaterial and keyMaterial together)",
+            )
             for key in ("certMaterial", "keyMaterial")
             if not value[key]
         ]
         if value["certPath"]:
-            problems.append("docker:certPath: not with certMaterial (pulumi-docker refuses both)")
+            problems.append(
+                ConfigProblem(
+                    "docker:certPath", "not with certMaterial (pulumi-docker refuses both)"
+                )
+            )
         if not value["caMaterial"]:
             problems.append(
-                "docker:caMaterial: missing: without it pulumi-docker does not verify the"
-                " engine's certificate, and the health gates connect to no engine unverified"
+                ConfigProblem(
+                    "docker:caMaterial",
+                    "missing: without it pulumi-docker does not verify the engine's certificate,"
+                    " and the health gates connect to no engine unverified",
+                )
             )
         connection["docker_tls"] = {
             "ca": value["caMaterial"],
@@ -391,7 +405,9 @@ def resolve_connection(
     elif value["certPath"]:
         folder = Path(value["certPath"]).absolute()  # No ~: the provider expands none.
         problems += [
-            f"docker:certPath: no {name} in {folder} (it needs {', '.join(CERT_PATH_FILES)})"
+            ConfigProblem(
+                "docker:certPath", f"no {name} in {folder} (it needs {', '.join(CERT_PATH_FILES)})"
+            )
             for name in CERT_PATH_FILES
             if not (folder / name).is_file()
         ]
@@ -400,8 +416,11 @@ def resolve_connection(
         flags = _ssh_flags(value["sshOpts"], from_env=not configured("sshOpts"))
         if flags is None:
             problems.append(
-                "docker:sshOpts: not a list of ssh's flags, e.g. "
-                '["-i", "/home/me/.ssh/deploy", "-o", "StrictHostKeyChecking=yes"]'
+                ConfigProblem(
+                    "docker:sshOpts",
+                    "not a list of ssh's flags, e.g. "
+                    '["-i", "/home/me/.ssh/deploy", "-o", "StrictHostKeyChecking=yes"]',
+                )
             )
         connection["docker_ssh_opts"] = flags
     return connection, problems
@@ -439,7 +458,7 @@ def _configured(key: str) -> str | None:
     return pulumi.runtime.get_config(f"docker:{key}")
 
 
-def engine_connection_problems() -> list[str]:
+def engine_connection_problems() -> list[ConfigProblem]:
     """What the health gates can't honour of this stack's docker: settings (for
     settings.load_settings, so that they are refused before anything is created)."""
     return resolve_connection(_configured, os.environ, _home())[1]
@@ -450,7 +469,7 @@ def engine_connection() -> dict[str, Any]:
     health gate (the TLS material a secret)."""
     connection, problems = resolve_connection(_configured, os.environ, _home())
     if problems:
-        raise ValueError("\n".join(problems))
+        raise ValueError("\n".join(map(str, problems)))
     if "docker_tls" in connection:
         connection["docker_tls"] = pulumi.Output.secret(connection["docker_tls"])
     return connection

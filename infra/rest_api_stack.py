@@ -15,6 +15,7 @@ import pulumi_docker as docker
 
 import contract
 import swarm
+from config_problems import ConfigProblem
 from health_gate import ContainerHealthy
 from instance_specs import (
     API_RUNTIMES,
@@ -119,9 +120,12 @@ def base_images(settings: Settings, opts: pulumi.InvokeOptions) -> dict[str, Bas
             continue
         if is_local_only(name):
             problems.append(
-                f"{key}: base image {name} is not on the Docker engine, and no registry can"
-                f" serve it (its registry is under {contract.LOCAL_ONLY_REGISTRY_DOMAIN}: made"
-                " on this host only). Build it with `make base-images`, or set another image"
+                ConfigProblem(
+                    key,
+                    f"base image {name} is not on the Docker engine, and no registry can serve"
+                    f" it (its registry is under {contract.LOCAL_ONLY_REGISTRY_DOMAIN}: made on"
+                    " this host only). Build it with `make base-images`, or set another image",
+                )
             )
         else:
             pulumi.log.warn(

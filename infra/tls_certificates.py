@@ -14,6 +14,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from config_problems import ConfigProblem
+
 # Mozilla's "intermediate" profile: RSA of 2048 bits or more, or ECDSA on P-256 or P-384.
 MIN_RSA_BITS = 2048
 EC_CURVES = (ec.SECP256R1, ec.SECP384R1)
@@ -77,24 +79,28 @@ def problems(
     chain_key: str,
     key_key: str,
     hosts_key: str,
-) -> list[str]:
+) -> list[ConfigProblem]:
     """What is wrong with a provided chain (leaf first) and key, each naming its config key."""
-    found: list[str] = []
+    found: list[ConfigProblem] = []
     try:
         chain = x509.load_pem_x509_certificates(chain_pem.encode())
     except ValueError as error:
         chain = []
-        found.append(f"{chain_key}: not a PEM certificate chain ({error})")
+        found.append(ConfigProblem(chain_key, f"not a PEM certificate chain ({error})"))
     try:
         key = serialization.load_pem_private_key(key_pem.encode(), password=None)
     except TypeError:
         key = None
-        found.append(f"{key_key}: the key is encrypted; give it unencrypted (a secret in config)")
+        found.append(
+            ConfigProblem(key_key, "the key is encrypted; give it unencrypted (a secret in config)")
+        )
     except (ValueError, UnsupportedAlgorithm) as error:
         key = None
-        found.append(f"{key_key}: not a PEM private key ({error})")
+        found.append(ConfigProblem(key_key, f"not a PEM private key ({error})"))
     if key is not None and (kind := _key_problem(key)) is not None:
-        found.append(f"{key_key}: {kind}; use RSA of {MIN_RSA_BITS}+ bits or ECDSA P-256/P-384")
+        found.append(
+            ConfigProblem(key_key, f"{kind}; use RSA of {MIN_RSA_BITS}+ bits or ECDSA P-256/P-384")
+        )
     if not chain:
         return found
     leaf = chain[0]
@@ -104,24 +110,37 @@ def problems(
         der, spki
     ) != leaf.public_key().public_bytes(der, spki):
         found.append(
-            f"{key_key}: does not match the certificate in {chain_key} (the first one, for"
-            f" {leaf.subject.rfc4514_string() or 'an empty subject'})"
+            ConfigProblem(
+                key_key,
+                f"does not match the certificate in {chain_key} (the first one, for"
+                f" {leaf.subject.rfc4514_string() or 'an empty subject'})",
+                also=[chain_key],
+            )
         )
     for position, certificate in enumerate(chain, start=1):
         which = "the certificate" if position == 1 else f"certificate {position} of the chain"
         if now > certificate.not_valid_after_utc:
             found.append(
-                f"{chain_key}: {which} expired on {certificate.not_valid_after_utc:%Y-%m-%d}"
+                ConfigProblem(
+                    chain_key, f"{which} expired on {certificate.not_valid_after_utc:%Y-%m-%d}"
+                )
             )
         elif now < certificate.not_valid_before_utc:
             found.append(
-                f"{chain_key}: {which} is not valid before"
-                f" {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+                ConfigProblem(
+                    chain_key,
+                    f"{which} is not valid before"
+                    f" {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+                )
             )
     missing = [host for host in host_names if not covers(leaf, host)]
     if missing:
         found.append(
-            f"{chain_key}: the certificate is not valid for {', '.join(missing)} (its subject"
-            f" alternative names must include every name in {hosts_key})"
+            ConfigProblem(
+                chain_key,
+                f"the certificate is not valid for {', '.join(missing)} (its subject"
+                f" alternative names must include every name in {hosts_key})",
+                also=[hosts_key],
+            )
         )
     return found

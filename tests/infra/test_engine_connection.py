@@ -150,7 +150,8 @@ def test_what_the_gates_cannot_honour_is_named(
 ) -> None:
     config = {key: value.format(home=tmp_path) for key, value in config.items()}
     _, problems = resolve(tmp_path, config)
-    assert any(problem.startswith(expected.format(home=tmp_path)) for problem in problems), problems
+    expected = expected.format(home=tmp_path)
+    assert any(str(problem).startswith(expected) for problem in problems), problems
 
 
 def test_a_refused_setting_stops_the_program_before_anything_is_registered() -> None:

@@ -3,8 +3,9 @@ and the accepted range."""
 
 import pytest
 
+from config_keys import one_of, text, text_list
 from engine_harness.program import run_program
-from settings import KEYS, ConfigError, Settings, one_of, read, text, text_list
+from settings import KEYS, ConfigError, Settings, read
 from tests.infra.conftest import PROJECT, Deploy, RecordingMocks, full_config
 
 pytestmark = pytest.mark.unit
@@ -154,7 +155,7 @@ def test_choices_lists_and_secrets_are_read(
 def test_bad_choices_lists_and_secrets_are_all_named_and_no_secret_is_shown() -> None:
     configured = {"mode": "on", "hosts": '["a.example", "localhost"]', "pem": "hunter2"}
     _, problems = read(configured.get, (MODE, HOSTS, PEM))
-    assert problems == [
+    assert [str(problem) for problem in problems] == [
         "mode: 'on' is not one of self-signed, provided, off",
         """hosts: '["a.example", "localhost"]' is not a comma-separated list of host names"""
         " (not one: 'localhost')",
@@ -251,3 +252,45 @@ def test_a_process_limit_below_a_deploys_need_is_refused_naming_the_keys(
 
 def test_a_process_limit_that_covers_a_deploy_exactly_is_accepted(deploy: Deploy) -> None:
     assert deploy(apiThreads="64", processLimit="296").containers
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "keys"),
+    [
+        (
+            {"processLimit": "256", "apiThreads": "64"},
+            "processLimit",
+            {"processLimit", "apiReplicas", "apiWorkers", "apiThreads"},
+        ),
+        ({"apiRuntime": "pypy"}, "apiMemoryMb", {"apiMemoryMb", "apiRuntime"}),
+        (
+            {"tlsMode": "off", "httpRedirectPort": "8081"},
+            "httpRedirectPort",
+            {"httpRedirectPort", "tlsMode"},
+        ),
+        ({"httpRedirectPort": "8080"}, "httpRedirectPort", {"httpRedirectPort", "proxyPort"}),
+        ({"proxyReplicas": "2"}, "proxyReplicas", {"proxyReplicas", "orchestrator"}),
+        ({"proxyPort": "http"}, "proxyPort", {"proxyPort"}),
+    ],
+)
+def test_a_problem_carries_its_keys_as_data(
+    config: dict[str, str], key: str, keys: set[str]
+) -> None:
+    """Callers tell which key failed from the problem's fields, never from its message."""
+    mocks = RecordingMocks()
+    with pytest.raises(ConfigError) as raised:
+        run_program(mocks, "unit", full_config(config))
+    (problem,) = raised.value.problems
+    assert (problem.key, set(problem.keys)) == (key, keys), str(problem)
+    assert str(problem).startswith(f"{key}: ") and str(problem) in str(raised.value)
+    assert raised.value.keys == keys
+
+
+def test_a_key_that_fails_on_its_own_is_left_out_of_the_checks_that_read_it() -> None:
+    """processLimit unreadable: the deploy-size check, which reads it, does not run, so the one
+    problem named is the value's own."""
+    mocks = RecordingMocks()
+    with pytest.raises(ConfigError) as raised:
+        run_program(mocks, "unit", full_config({"processLimit": "lots", "apiThreads": "64"}))
+    assert [problem.key for problem in raised.value.problems] == ["processLimit"]
+    assert "is not a whole number" in raised.value.problems[0].reason
