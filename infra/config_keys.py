@@ -219,8 +219,7 @@ def _is_image_reference(value: str) -> bool:
     return len(value) <= 255 and IMAGE_REFERENCE.match(value) is not None
 
 
-# PyPy's JIT and heap: an API container used 580-660 MiB under load (1 worker x 4 threads) and
-# stalled at 512 MiB; CPython's used 41 MiB (README: PyPy).
+# PyPy's JIT and heap need this much per API container (docs/pypy.md has the measurement).
 PYPY_MEMORY_MB: Final = 768
 _IMAGE = "an image reference such as python:3.14-slim-trixie or registry:5000/team/img:tag"
 # The API's Python runtimes (infra/rest_api_stack.py has each one's base image and interpreter).
@@ -302,7 +301,7 @@ KEYS: Final[tuple[Key, ...]] = (
         "cpython",
         Docs(
             "the API's Python: CPython, or PyPy, whose JIT compiler runs this pure-Python stack"
-            " about twice as fast (see [PyPy](../README.md#pypy)); needs `apiMemoryMb`"
+            " about twice as fast (see [PyPy](pypy.md)); needs `apiMemoryMb`"
             f" {PYPY_MEMORY_MB} or more",
             top=True,
         ),
@@ -339,7 +338,7 @@ KEYS: Final[tuple[Key, ...]] = (
         Docs(
             "processes and threads of the stack's API containers on one host together, and"
             " separately of its proxy's: `RLIMIT_NPROC` of each role's own uid (see [Process"
-            " limit](../README.md#process-limit)); must cover a deploy's old and new API"
+            " limit](deploys.md#process-limit)); must cover a deploy's old and new API"
             " containers side by side, which the program checks"
         ),
     ),
@@ -362,7 +361,7 @@ KEYS: Final[tuple[Key, ...]] = (
         _is_trusted_network,
         default=None,
         docs=Docs(
-            "a load balancer in front (see [HTTPS](../README.md#https), `off`): only from these"
+            "a load balancer in front (see [HTTPS](https.md), `off`): only from these"
             " does the proxy believe `X-Forwarded-For` (the client's address, for the rate limit"
             " and the log) and `X-Forwarded-Proto` (the scheme the API sees)",
             example="10.0.0.5,10.0.1.0/24",
@@ -409,7 +408,7 @@ KEYS: Final[tuple[Key, ...]] = (
         TLS_MODES,
         "self-signed",
         Docs(
-            "HTTPS at the proxy (see [HTTPS](../README.md#https)): a CA and certificate made for"
+            "HTTPS at the proxy (see [HTTPS](https.md)): a CA and certificate made for"
             " the stack, your own certificate, or plain HTTP",
             top=True,
         ),
@@ -490,7 +489,7 @@ KEYS: Final[tuple[Key, ...]] = (
         "engine",
         Docs(
             "containers on one Docker engine, or services on a Docker Swarm whose manager is"
-            " `docker:host` (see [Docker Swarm](../README.md#docker-swarm))"
+            " `docker:host` (see [Docker Swarm](swarm.md))"
         ),
     ),
     text(

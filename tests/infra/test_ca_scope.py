@@ -1,4 +1,4 @@
-"""The stack's CA can't be limited to the stack's names by pulumi-tls, and the README says so
+"""The stack's CA can't be limited to the stack's names by pulumi-tls, and docs/https.md says so
 and what to do: if a pulumi-tls release adds name constraints, this fails, to use them."""
 
 import inspect
@@ -12,13 +12,12 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.unit
 
 
-def test_pulumi_tls_has_no_name_constraints_and_the_readme_says_so() -> None:
+def test_pulumi_tls_has_no_name_constraints_and_the_docs_say_so() -> None:
     inputs = set(inspect.signature(tls.SelfSignedCertArgs.__init__).parameters) - {"__self__"}
     assert {"dns_names", "ip_addresses", "is_ca_certificate", "max_path_length"} <= inputs
     constraints = [name for name in inputs if re.search("constrain|permit|exclu", name)]
     assert constraints == [], f"pulumi-tls can constrain the CA now: use {constraints}"
 
-    readme = (REPO_ROOT / "README.md").read_text()
-    https = " ".join(readme.split("\n## HTTPS\n", 1)[1].split("\n## ", 1)[0].split())
+    https = " ".join((REPO_ROOT / "docs" / "https.md").read_text().split())
     assert "**What the stack's CA can sign.**" in https
     assert "no X.509 name constraints" in https and "signs for any name" in https
