@@ -38,7 +38,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
         client = docker.from_env(timeout=300)
         client.ping()
     except docker.errors.DockerException as error:
-        unavailable(f"no Docker engine answers ({error}); start one (`make engine`; README: Prerequisites)")
+        unavailable(f"no Docker engine answers ({error}); start one: `make engine`")
     yield client
     client.close()
 
