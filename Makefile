@@ -37,7 +37,7 @@ venv: $(VENV)/.installed ## create .venv with the program's, the tests' and the 
 engine: ## make sure a Docker engine answers (installs and starts Debian's docker.io if needed)
 	@bash scripts/ensure-docker.sh
 
-base-images: engine ## build the offline base images from Debian's packages if missing
+base-images: engine ## build the local base images from Debian's packages if missing (tests, bench)
 	@bash base-images/build.sh
 
 pulumi-cli: venv ## build the pulumi CLI from Go modules, unless one is installed (module-proxy-only hosts)
@@ -55,9 +55,14 @@ wrk: ## install Debian's wrk if missing (the benchmark's load generator; as root
 	@command -v wrk >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
-up: venv base-images pulumi-cli passphrase ## pulumi up: build the images and deploy the stack (needs the pulumi CLI)
+# The stack's base images: the official ones where the engine pulls them, else the local ones
+# (built from Debian's packages and set in the stack's file): base-images/choose.py.
+CHOOSE_BASES = PYTHONPATH=infra $(PY) base-images/choose.py --stack $(STACK)
+
+up: venv engine pulumi-cli passphrase ## pulumi up: build the images and deploy the stack (needs the pulumi CLI)
 	@$(RUNS_PYTHON) || { echo "error: this pulumi has no Python language host, so it runs no" \
 	  "Python program (docs/pulumi-cli.md); 'make local-up' deploys the stack without it" >&2; exit 1; }
+	@$(CHOOSE_BASES)
 	pulumi stack select --create $(STACK)
 	pulumi up --yes --stack $(STACK)
 	$(MAKE) --no-print-directory smoke
@@ -77,7 +82,8 @@ smoke: venv passphrase ## smoke-test the deployed stack (URL=... or pulumi's url
 destroy: pulumi-cli passphrase ## pulumi destroy: remove the stack's containers and network
 	pulumi destroy --yes --stack $(STACK)
 
-local-up: venv base-images passphrase ## deploy STACK on the local engine without the pulumi CLI (test machinery)
+local-up: venv engine passphrase ## deploy STACK on the local engine without the pulumi CLI (test machinery)
+	@$(CHOOSE_BASES)
 	@$(PY) -m engine_harness up --stack $(STACK)
 
 local-down: venv passphrase ## remove what local-up deployed for STACK
@@ -92,7 +98,7 @@ soak: venv base-images ## the long repetitions `make test` leaves out (about 10 
 lint: venv ## ruff, mypy and actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy infra engine_harness scripts policy bench
+	$(VENV)/bin/mypy infra engine_harness scripts policy bench base-images/choose.py
 	$(VENV)/bin/mypy policy/__main__.py
 	$(VENV)/bin/actionlint
 

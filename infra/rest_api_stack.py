@@ -50,9 +50,9 @@ def build_context(directory: str) -> str:
     return os.path.relpath(REPO_ROOT / directory, Path.cwd())
 
 
-def dockerfile_base_image(context: str) -> str:
+def dockerfile_base_image(context: str, root: Path = REPO_ROOT) -> str:
     """The base image a Dockerfile builds on when none is configured: its `ARG BASE_IMAGE=`."""
-    dockerfile = (REPO_ROOT / context / "Dockerfile").read_text()
+    dockerfile = (root / context / "Dockerfile").read_text()
     match = re.search(r"^ARG BASE_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
     if match is None:
         raise ValueError(f"{context}/Dockerfile has no default base image (ARG BASE_IMAGE=...)")

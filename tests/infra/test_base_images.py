@@ -51,12 +51,14 @@ def test_the_offline_base_images_are_under_a_registry_that_never_resolves(role: 
     assert is_local_only(name), name
 
 
-@pytest.mark.parametrize("stack", ["dev", "swarm"])
-def test_the_stack_files_name_the_offline_base_images(stack: str) -> None:
-    config = stack_config(stack)
+def test_dev_builds_on_the_official_images_and_swarm_on_the_offline_ones() -> None:
+    """The dev stack names no base image (`make up` sets the local ones only where the engine
+    can't pull the official ones: base-images/choose.py); the swarm stack names the offline ones."""
+    dev, swarm = stack_config("dev"), stack_config("swarm")
     bases = offline_base_images({})
     for key, role in (("apiBaseImage", "api"), ("proxyBaseImage", "proxy")):
-        assert config[f"{PROJECT}:{key}"] == bases[role], f"Pulumi.{stack}.yaml: {key}"
+        assert f"{PROJECT}:{key}" not in dev, f"Pulumi.dev.yaml: {key}"
+        assert swarm[f"{PROJECT}:{key}"] == bases[role], f"Pulumi.swarm.yaml: {key}"
 
 
 @pytest.mark.parametrize(
@@ -66,8 +68,12 @@ def test_the_stack_files_name_the_offline_base_images(stack: str) -> None:
 def test_a_missing_local_only_base_image_is_refused_before_anything_is_registered(
     missing: list[str],
 ) -> None:
-    """The dev stack names the offline base images (local-only): those the engine lacks."""
-    dev = stack_config("dev")
+    """The dev stack on the offline base images (local-only): those the engine lacks."""
+    bases = offline_base_images({})
+    dev = stack_config("dev") | {
+        f"{PROJECT}:apiBaseImage": bases["api"],
+        f"{PROJECT}:proxyBaseImage": bases["proxy"],
+    }
     names = {key: dev[f"{PROJECT}:{key}"] for key in missing}
     mocks = RecordingMocks()
     mocks.missing_images = set(names.values())

@@ -49,23 +49,21 @@ def test_the_template_asks_for_every_key_as_settings_describes_it() -> None:
 
 
 def test_the_dev_stack_sets_every_key_to_its_default() -> None:
-    """Pulumi.dev.yaml sets every key that has a default, to it; of those without one, the
-    base images name the offline images, and tlsHostNames and publicHost stay unset (commented
-    there): they follow the bind address; so does loadBalancerAddresses (no balancer). A secret
+    """Pulumi.dev.yaml sets every key that has a default, to it; those without one stay unset
+    (commented there): the base images (the Dockerfiles' official ones; `make up` sets local
+    ones where the engine can't pull those), tlsHostNames and publicHost (they follow the bind
+    address) and loadBalancerAddresses (no balancer). A secret
     is stored encrypted. The keys only a swarm reads are Pulumi.swarm.yaml's (the program
     refuses them on one engine)."""
     document = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["name"]
     config = {key.split(":", 1)[1]: value for key, value in document["config"].items()}
     assert set(document["config"]) == {f"{project}:{name}" for name in config}
-    missing = [
-        key.name
-        for key in KEYS
-        if not key.secret
-        and key.name not in config
-        and key.name not in ("tlsHostNames", "publicHost", "loadBalancerAddresses", *SWARM_ONLY)
-    ]
+    with_default = [k.name for k in KEYS if k.default_text is not None and k.name not in SWARM_ONLY]
+    missing = [name for name in with_default if name not in config]
     assert not missing, f"Pulumi.dev.yaml does not set {missing}"
+    unset = {k.name for k in KEYS if k.default_text is None and not k.secret} - set(SWARM_ONLY)
+    assert unset.isdisjoint(config), f"Pulumi.dev.yaml sets {sorted(unset & set(config))}"
     assert not set(config) - set(KEYS_BY_NAME), "Pulumi.dev.yaml sets unknown keys"
     for name, value in config.items():
         key = KEYS_BY_NAME[name]

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import contract
+from rest_api_stack import dockerfile_base_image
 from tests.commands import run
 from tests.conftest import REPO_ROOT
 from tests.template.pulumi_new import PLACEHOLDERS, render, template_files
@@ -45,7 +46,7 @@ def test_no_file_has_a_placeholder() -> None:
 def test_defaults_keep_the_name_and_the_dev_stack(tmp_path: Path) -> None:
     """`pulumi new <url> --yes`: the template's project name and description, stack dev. The
     copied Pulumi.dev.yaml is the stack file, with the template's defaults written over the
-    same values: the repository's dev stack, offline base images included."""
+    same values: the repository's dev stack, on the Dockerfiles' base images."""
     name, description = TEMPLATE["name"], TEMPLATE["description"]
     config = render(REPO_ROOT, tmp_path, name=name, description=description, stack="dev", url=URL)
     dev = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())["config"]
@@ -57,7 +58,8 @@ def test_defaults_keep_the_name_and_the_dev_stack(tmp_path: Path) -> None:
     }
     images = [r for r in run["resources"] if r["type"] == "docker:index/image:Image"]
     bases = {image["inputs"]["build"]["args"]["BASE_IMAGE"] for image in images}
-    assert bases == {dev[f"{name}:apiBaseImage"], dev[f"{name}:proxyBaseImage"]}
+    contexts = (contract.API_CONTEXT, contract.PROXY_CONTEXT)
+    assert bases == {dockerfile_base_image(context) for context in contexts}
     assert run["exports"][contract.EXPORT_URL] == "https://127.0.0.1:8080"
 
 
