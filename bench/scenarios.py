@@ -169,7 +169,11 @@ class Servers:
         if name == "ceiling":
             return {"nginx": self.start(name, self.nginx_image, probe, **nginx)}
         options = {"network": network, "aliases": [contract.API_ALIAS]}
-        api = self.like(self.apis[0], f"{name}-api", command=BASELINE_COMMAND, **options)
+        # The post's app alone has no health endpoint: it is ready once its one route answers.
+        alone = {"API_HEALTH_PATH": "/"}
+        api = self.like(
+            self.apis[0], f"{name}-api", command=BASELINE_COMMAND, environment=alone, **options
+        )
         return {"nginx": self.start(f"{name}-nginx", self.nginx_image, probe, **nginx), "api": api}
 
 

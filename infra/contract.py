@@ -10,9 +10,10 @@ from typing import Final
 # The network alias that every API container answers to on the stack's network: the proxy sends
 # requests to whatever containers it names (nginx resolves it again every second).
 API_ALIAS: Final = "api"
-# The path an API container answers with 200 once it can take requests: its HEALTHCHECK asks it,
-# and gunicorn asks it in-process before it listens (service/gunicorn.conf.py).
-API_HEALTH_PATH: Final = "/"
+# The API's own health endpoint: service/served.py answers it with 200 without calling the app,
+# so health holds whatever routes the app has. The image's HEALTHCHECK asks it (and so the
+# health gates wait for it), and gunicorn asks it in-process before it listens.
+API_HEALTH_PATH: Final = "/healthz"
 # The port gunicorn listens on inside an API container (never published to the host).
 API_PORT: Final = 8000
 # The ports nginx listens on inside the proxy container (proxy/entrypoint.sh): HTTPS, and plain
@@ -29,8 +30,9 @@ PROXY_USER: Final = "10002:10002"
 # against another's limit. Below 65536, so that they map under Docker's user-namespace remapping
 # (65536 ids); above the image users and the ids hosts usually give people.
 STACK_UIDS: Final = range(20000, 60000)
-# The proxy's own liveness endpoint, answered without the API.
-HEALTHZ_PATH: Final = "/healthz"
+# The proxy's own liveness endpoint, answered by nginx without the API. The API's path on purpose:
+# nginx answers it itself, so the API instances' health endpoint is never reachable from outside.
+HEALTHZ_PATH: Final = API_HEALTH_PATH
 
 # Images made on one host only (base-images/build.sh) are named under a registry in the reserved
 # top-level domain .invalid, which never resolves (RFC 6761): no registry can serve an image by

@@ -86,12 +86,38 @@ def _user(props: Props) -> Iterator[str]:
 def _stack_user(props: Props) -> str | None:
     """The uid:gid of its stack and role (instance_specs.stack_users), from its labels; None
     when it carries no project, stack and role of the stack's."""
-    labels = {item.get("label"): item.get("value") for item in props.get("labels") or ()}
+    labels = _labels(props)
     project, stack = labels.get(contract.LABEL_PROJECT), labels.get(contract.LABEL_STACK)
     role = labels.get(contract.LABEL_ROLE)
     if not project or not stack or role not in {contract.ROLE_API, contract.ROLE_PROXY}:
         return None
     return stack_users(f"{project}-{stack}").of(str(role))
+
+
+def _labels(props: Props) -> dict[Any, Any]:
+    return {item.get("label"): item.get("value") for item in props.get("labels") or ()}
+
+
+def _environment(props: Props) -> dict[str, str]:
+    """A container's environment (`envs`, NAME=value lines) or a container spec's (`env`)."""
+    env = props.get("env")
+    if isinstance(env, Mapping):
+        return {str(name): str(value) for name, value in env.items()}
+    lines = (str(line).partition("=") for line in props.get("envs") or ())
+    return {name: value for name, _, value in lines}
+
+
+def _api_health_endpoint(props: Props) -> Iterator[str]:
+    if _labels(props).get(contract.LABEL_ROLE) != contract.ROLE_API:
+        return
+    # Unset: the image's own, which is the contract's (service/Dockerfile).
+    path = _environment(props).get("API_HEALTH_PATH", contract.API_HEALTH_PATH)
+    if path != contract.API_HEALTH_PATH:
+        yield (
+            f"asks its health on {path!r}, not on the API's own health endpoint: set"
+            f" API_HEALTH_PATH={contract.API_HEALTH_PATH} (answered without the app, so its"
+            " health checks hold whatever routes the app has)"
+        )
 
 
 def _read_only(props: Props) -> Iterator[str]:
@@ -301,6 +327,13 @@ RULES: Final = (
         "Containers and services reference their image by digest.",
         _digest,
         _in_spec(_digest),
+    ),
+    Rule(
+        "api-health-endpoint",
+        "API containers and services check their health on the API's own health endpoint"
+        " (answered without the app), never on a route of the app.",
+        _api_health_endpoint,
+        _in_spec(_api_health_endpoint),
     ),
     Rule(
         "keys-as-secrets",

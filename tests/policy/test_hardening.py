@@ -106,6 +106,16 @@ def on_service_ports(key: str, value: object | None) -> Mutation:
     return mutate
 
 
+def with_api_health_path(path: str) -> Mutation:
+    """A container's API_HEALTH_PATH set to `path` (in its NAME=value lines)."""
+
+    def mutate(inputs: dict[str, Any]) -> None:
+        envs = [line for line in inputs["envs"] if not line.startswith("API_HEALTH_PATH=")]
+        inputs["envs"] = [*envs, f"API_HEALTH_PATH={path}"]
+
+    return mutate
+
+
 def without_memory_limit(inputs: dict[str, Any]) -> None:
     inputs["taskSpec"]["resources"].pop("limits")
 
@@ -170,6 +180,7 @@ DROPPED = [
     ),
     ("health-check", "api-1", setting("healthcheck", {"tests": ["NONE"]}), "remove healthcheck"),
     ("image-by-digest", "proxy", setting("image", "nginx:1.30"), ".repo_digest"),
+    ("api-health-endpoint", "api-1", with_api_health_path("/"), "asks its health on '/'"),
 ]
 
 # The same for the swarm stack's services (health-check: the image's, or their own).
@@ -225,6 +236,12 @@ SERVICE_DROPPED = [
         "api",
         in_spec(setting("healthcheck", {"tests": ["NONE"]})),
         "disables its health check (['NONE'])",
+    ),
+    (
+        "api-health-endpoint",
+        "api",
+        in_spec(lambda spec: spec["env"].__setitem__("API_HEALTH_PATH", "/")),
+        "set API_HEALTH_PATH=/healthz",
     ),
 ]
 

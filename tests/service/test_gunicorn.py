@@ -1,6 +1,7 @@
 """gunicorn as the image runs it: the project's gunicorn.conf.py, a real process and socket."""
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 
+import contract
 from engine_harness.free_resources import free_port
+from tests.service.replaced_app import ITEMS, service_with_replaced_app
 
 pytestmark = pytest.mark.unit
 
@@ -41,19 +44,41 @@ class Gunicorn:
         return f"stdout:\n{self.stdout.read_text()}\nstderr:\n{self.stderr.read_text()}"
 
 
+def image_command() -> list[str]:
+    """gunicorn as the image starts it: the CMD of service/Dockerfile, with this interpreter."""
+    [cmd] = [
+        line.removeprefix("CMD ")
+        for line in (SERVICE_DIR / "Dockerfile").read_text().splitlines()
+        if line.startswith("CMD ")
+    ]
+    program, *arguments = json.loads(cmd)
+    return [sys.executable, "-m", program, *arguments]
+
+
+GUNICORN = image_command()
+
+
 def service_env(port: int) -> dict[str, str]:
-    return {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    """The environment the program gives an API container, but for its tuning."""
+    return {
+        **os.environ,
+        "PORT": str(port),
+        "API_HEALTH_PATH": contract.API_HEALTH_PATH,
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def wait_until_serving(server: Gunicorn) -> None:
-    """Until GET / answers, the process dies or the deadline passes (failing with what it saw)."""
+    """Until the health path answers 200, the process dies or the deadline passes (failing with
+    what it saw)."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
     last: object = "no attempt yet"
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             pytest.fail(f"gunicorn exited with {server.process.returncode}\n{server.output()}")
         try:
-            requests.get(server.url, timeout=REQUEST_TIMEOUT).raise_for_status()
+            health = f"{server.url}{contract.API_HEALTH_PATH}"
+            requests.get(health, timeout=REQUEST_TIMEOUT).raise_for_status()
         except requests.RequestException as error:
             last = error
             time.sleep(0.1)
@@ -88,7 +113,7 @@ def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
     port = free_port()
     with (logs / "stdout").open("wb") as stdout, (logs / "stderr").open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "wsgi:app"],
+            GUNICORN,
             cwd=SERVICE_DIR,
             env=service_env(port),
             stdout=stdout,
@@ -156,7 +181,7 @@ def test_healthcheck_fails_against_closed_port(closed_port: int) -> None:
 
 def test_non_integer_port_is_refused_with_a_clear_message() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "wsgi:app"],
+        GUNICORN,
         cwd=SERVICE_DIR,
         env={**os.environ, "PORT": "eighty"},
         capture_output=True,
@@ -169,12 +194,15 @@ def test_non_integer_port_is_refused_with_a_clear_message() -> None:
     assert "PORT='eighty' is not an integer" in result.stdout + result.stderr
 
 
-def start_gunicorn(tmp_path: Path, service_dir: Path, **environment: str) -> Gunicorn:
-    """gunicorn with the project's config from `service_dir`, on a port of its own."""
+def start_gunicorn(
+    tmp_path: Path, service_dir: Path, command: list[str] = GUNICORN, **environment: str
+) -> Gunicorn:
+    """gunicorn with the project's config from `service_dir`, on a port of its own (`command`:
+    the image's unless given)."""
     port = free_port()
     with (tmp_path / "stdout").open("wb") as stdout, (tmp_path / "stderr").open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "wsgi:app"],
+            command,
             cwd=service_dir,
             env={**service_env(port), **environment},
             stdout=stdout,
@@ -194,17 +222,23 @@ def broken_import(service: Path) -> None:
         routes.write('raise RuntimeError("a release that cannot import")\n')
 
 
+# gunicorn serving the app itself, with no health endpoint in front (not the image's command).
+BARE_APP = [sys.executable, "-m", "gunicorn", "wsgi:app"]
+
+
 @pytest.mark.parametrize(
-    ("breakage", "environment", "reason"),
+    ("breakage", "command", "environment", "reason"),
     [
-        (broken_import, {}, "a release that cannot import"),
-        (None, {"API_HEALTH_PATH": "/no-such-path"}, "GET /no-such-path answered 404"),
+        (broken_import, GUNICORN, {}, "a release that cannot import"),
+        # The check itself, where the health path is the app's to answer and it can't.
+        (None, BARE_APP, {"API_HEALTH_PATH": "/no-such-path"}, "GET /no-such-path answered 404"),
     ],
     ids=["import-fails", "health-path-fails"],
 )
 def test_a_release_that_fails_its_start_check_never_listens(
     tmp_path: Path,
     breakage: Callable[[Path], None] | None,
+    command: list[str],
     environment: dict[str, str],
     reason: str,
 ) -> None:
@@ -214,7 +248,9 @@ def test_a_release_that_fails_its_start_check_never_listens(
     shutil.copytree(SERVICE_DIR, service, ignore=shutil.ignore_patterns("__pycache__"))
     if breakage is not None:
         breakage(service)
-    server = start_gunicorn(tmp_path, service, GUNICORN_START_FAILURE_HOLD="3", **environment)
+    server = start_gunicorn(
+        tmp_path, service, command, GUNICORN_START_FAILURE_HOLD="3", **environment
+    )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while "start check failed" not in server.output():
@@ -359,5 +395,19 @@ def test_a_worker_killed_after_its_first_write_has_sent_the_whole_response(
             response = requests.get(server.url, timeout=REQUEST_TIMEOUT)
             assert response.json() == {"message": "Hello, Being!"}
             until_logged("was sent SIGKILL", killed + 1)
+    finally:
+        stop(server.process)
+
+
+def test_a_replaced_app_starts_and_is_healthy_without_the_posts_route(tmp_path: Path) -> None:
+    """Health never asks the app: an app with no GET / passes gunicorn's start check, listens
+    and passes the image's health check, and serves its own routes."""
+    server = start_gunicorn(tmp_path, service_with_replaced_app(tmp_path))
+    try:
+        wait_until_serving(server)
+        result = run_healthcheck(server.port)
+        assert result.returncode == 0, result.stderr
+        assert requests.get(f"{server.url}/items", timeout=REQUEST_TIMEOUT).json() == ITEMS
+        assert requests.get(server.url, timeout=REQUEST_TIMEOUT).status_code == 404
     finally:
         stop(server.process)
