@@ -14,6 +14,9 @@ API_ALIAS: Final = "api"
 # so health holds whatever routes the app has. The image's HEALTHCHECK asks it (and so the
 # health gates wait for it), and gunicorn asks it in-process before it listens.
 API_HEALTH_PATH: Final = "/healthz"
+# The route each API worker's warm-up asks in-process before it accepts (GUNICORN_WARMUP_PATH,
+# with apiRuntime pypy): the app's own hot path, which the JIT then compiles.
+API_WARMUP_PATH: Final = "/"
 # The port gunicorn listens on inside an API container (never published to the host).
 API_PORT: Final = 8000
 # The ports nginx listens on inside the proxy container (proxy/entrypoint.sh): HTTPS, and plain

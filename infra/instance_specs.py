@@ -47,8 +47,8 @@ class Runtime:
     python: str
     # Packages without a wheel for it, built from source (the SOURCE_BUILDS build argument).
     source_builds: str
-    # Requests each gunicorn worker sends its app in-process before it accepts, for the JIT to
-    # compile the hot path: measured, a PyPy worker then reaches full speed in about 5 s, not 9.
+    # Requests each gunicorn worker sends its app in-process before it accepts, so that the JIT
+    # has compiled the hot path before the worker takes traffic (docs/pypy.md has the curve).
     warmup_requests: int
 
 
@@ -140,6 +140,7 @@ def api_environment(settings: Settings) -> dict[str, str]:
         "GUNICORN_THREADS": str(settings.api_threads),
         "GUNICORN_GRACEFUL_TIMEOUT": str(API_GRACEFUL_TIMEOUT_SECONDS),
         "GUNICORN_WARMUP_REQUESTS": str(API_RUNTIMES[settings.api_runtime].warmup_requests),
+        "GUNICORN_WARMUP_PATH": contract.API_WARMUP_PATH,
         # Off by default: the proxy logs every request, with the same request id, and a second
         # line per request costs the API a third of its CPU.
         "GUNICORN_ACCESS_LOG": "on" if settings.api_access_log else "off",

@@ -120,10 +120,13 @@ start_failure_hold = _env_int("GUNICORN_START_FAILURE_HOLD", 60)
 # than, once the container is gone and until its next DNS answer (1 s), connections to an
 # address nobody answers, which it gives up on only after its 250 ms connect timeout.
 stop_linger = _env_int("GUNICORN_STOP_LINGER", 2)
-# Requests each worker sends the health path in-process after loading the app, before it
-# accepts: under PyPy, the JIT compiles the app's hot path then, in the worker that serves it,
-# instead of during its first thousands of requests. 0 (CPython): none.
+# Requests each worker sends its app in-process after loading it, before it accepts: under
+# PyPy, the JIT compiles the app's hot path then, in the worker that serves it, instead of
+# during its first thousands of requests. 0 (CPython): none.
 warmup_requests = _env_int("GUNICORN_WARMUP_REQUESTS", 0)
+# The path the warm-up asks: a route of the app's own (the health path is answered in front of
+# the app, so it would warm nothing). Point it at your app's busiest GET route.
+warmup_path = os.environ.get("GUNICORN_WARMUP_PATH", "/")
 
 
 def _ask_health(app: Any, times: int) -> None:
@@ -181,9 +184,22 @@ def post_worker_init(worker: Any) -> None:
     # no setting for it.
     wsgi.Response = OneWriteResponse
     if warmup_requests:
-        _ask_health(worker.wsgi, warmup_requests)
-        worker.log.info("warmed up: %s requests to %s", warmup_requests, health_path)
+        _warm_up(worker, warmup_requests)
     _release_port_on_stop(worker)
+
+
+def _warm_up(worker: Any, times: int) -> None:
+    """Ask the worker's app for warmup_path `times` times. An answer other than 200 is logged,
+    not fatal: the start check has already proved the instance healthy, and a warm-up only
+    makes it faster."""
+    client = Client(worker.wsgi)
+    statuses: set[str] = set()
+    for _ in range(times):
+        with client.get(warmup_path) as response:
+            statuses.add(response.status)
+    worker.log.info("warmed up: %s requests to %s", times, warmup_path)
+    if statuses != {"200 OK"}:
+        worker.log.warning("warm-up: GET %s answered %s", warmup_path, ", ".join(sorted(statuses)))
 
 
 def _release_port_on_stop(worker: Any) -> None:

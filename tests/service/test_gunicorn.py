@@ -320,8 +320,9 @@ def test_hup_loads_changed_code(tmp_path: Path) -> None:
 
 
 def test_each_worker_warms_its_own_app_up(tmp_path: Path) -> None:
-    """GUNICORN_WARMUP_REQUESTS: every worker asks the health path in-process after loading
-    the app itself, before it accepts (the JIT compiles in the process that serves)."""
+    """GUNICORN_WARMUP_REQUESTS: every worker asks the app's own route in-process after loading
+    the app itself, before it accepts (the JIT compiles in the process that serves); not the
+    health path, which is answered in front of the app."""
     server = start_gunicorn(
         tmp_path, SERVICE_DIR, WEB_CONCURRENCY="2", GUNICORN_WARMUP_REQUESTS="5"
     )
@@ -329,13 +330,30 @@ def test_each_worker_warms_its_own_app_up(tmp_path: Path) -> None:
         wait_until_serving(server)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while (
-            len(warmed := re.findall(r"\[(\d+)\] \[INFO\] warmed up: 5 requests", server.output()))
+            len(
+                warmed := re.findall(
+                    r"\[(\d+)\] \[INFO\] warmed up: 5 requests to /\n", server.output()
+                )
+            )
             < 2
         ):
             assert time.monotonic() < deadline, f"not every worker warmed up\n{server.output()}"
             time.sleep(0.1)
         assert len(set(warmed)) == 2, f"warm-ups not in two workers: {warmed}\n{server.output()}"
         assert str(server.process.pid) not in warmed, "the master warmed up"
+    finally:
+        stop(server.process)
+
+
+def test_a_warm_up_path_the_app_lacks_is_logged_and_the_worker_serves(tmp_path: Path) -> None:
+    """A warm-up only makes a worker faster: a path the app answers with 404 is a warning."""
+    server = start_gunicorn(
+        tmp_path, SERVICE_DIR, GUNICORN_WARMUP_REQUESTS="3", GUNICORN_WARMUP_PATH="/nowhere"
+    )
+    try:
+        wait_until_serving(server)
+        wait_for_message(server, "Hello, Being!")
+        assert "warm-up: GET /nowhere answered 404 NOT FOUND" in server.output(), server.output()
     finally:
         stop(server.process)
 
