@@ -16,8 +16,7 @@ from bench import load
 from bench.config import MAIN_STACK, PATH, REPO_ROOT, STACKS, TABLES, BenchError, Run, rows
 
 NGINX_DIR: Final = Path(__file__).resolve().parent / "nginx"
-PROXY_CONF: Final = REPO_ROOT / "proxy" / "nginx.conf"
-TLS_CONF: Final = REPO_ROOT / "proxy" / "tls.conf"
+PROXY_CONF, TLS_CONF = (REPO_ROOT / "proxy" / name for name in ("nginx.conf", "tls.conf"))
 SCENARIOS: Final = rows("scenario", "key", "title", "how", "system")
 SETUPS: Final = rows("setup", "key", "title")
 THROUGH_PROXY: Final = TABLES["optional"]["scenario"] | TABLES["through_proxy"]
@@ -25,6 +24,7 @@ THROUGH_PROXY: Final = TABLES["optional"]["scenario"] | TABLES["through_proxy"]
 TLS_ENVIRONMENT: Final = ("TLS_", "HSTS", "PUBLIC_HOST")
 # gunicorn as the original post ran it: its own defaults (one sync worker, no access log).
 BASELINE_COMMAND: Final = ["gunicorn", "-c", "/dev/null", "--bind", "0.0.0.0:8000", "wsgi:app"]
+BASELINE_ENVIRONMENT: Final = {"API_HEALTH_PATH": "/"}  # the app alone: ready once / answers
 NGINX_COMMAND: Final = ["nginx", "-g", "daemon off;"]  # the bench's own nginx: the baseline's
 # What `ready` runs in a container the bench starts, which has no periodic health check (see
 # bench/README.md): its image's HEALTHCHECK test; for nginx, GET / (no curl there: bash).
@@ -168,12 +168,8 @@ class Servers:
         nginx = {"network": network, "files": {"nginx.conf": conf}, "command": NGINX_COMMAND}
         if name == "ceiling":
             return {"nginx": self.start(name, self.nginx_image, probe, **nginx)}
-        options = {"network": network, "aliases": [contract.API_ALIAS]}
-        # The post's app alone has no health endpoint: it is ready once its one route answers.
-        alone = {"API_HEALTH_PATH": "/"}
-        api = self.like(
-            self.apis[0], f"{name}-api", command=BASELINE_COMMAND, environment=alone, **options
-        )
+        options = {"network": network, "aliases": [contract.API_ALIAS], "command": BASELINE_COMMAND}
+        api = self.like(self.apis[0], f"{name}-api", environment=BASELINE_ENVIRONMENT, **options)
         return {"nginx": self.start(f"{name}-nginx", self.nginx_image, probe, **nginx), "api": api}
 
 
