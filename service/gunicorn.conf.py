@@ -129,13 +129,14 @@ warmup_requests = _env_int("GUNICORN_WARMUP_REQUESTS", 0)
 warmup_path = os.environ.get("GUNICORN_WARMUP_PATH", "/")
 
 
-def _ask_health(app: Any, times: int) -> None:
-    """Ask the app's health path in-process `times` times; raise unless each answers 200."""
+def _answers(app: Any, path: str, times: int) -> str:
+    """GET `path` of the app in-process `times` times; the statuses it answered, joined."""
     client = Client(app)
+    statuses: set[str] = set()
     for _ in range(times):
-        with client.get(health_path) as response:
-            if response.status_code != 200:
-                raise RuntimeError(f"GET {health_path} answered {response.status}, not 200")
+        with client.get(path) as response:
+            statuses.add(response.status)
+    return ", ".join(sorted(statuses))
 
 
 def on_starting(server: Any) -> None:
@@ -147,7 +148,9 @@ def on_starting(server: Any) -> None:
     if child == 0:
         status = 1
         try:
-            _ask_health(server.app.wsgi(), 1)
+            answered = _answers(server.app.wsgi(), health_path, 1)
+            if answered != "200 OK":
+                raise RuntimeError(f"GET {health_path} answered {answered}, not 200")
             status = 0
         except Exception:
             server.log.exception("start check failed")
@@ -192,14 +195,10 @@ def _warm_up(worker: Any, times: int) -> None:
     """Ask the worker's app for warmup_path `times` times. An answer other than 200 is logged,
     not fatal: the start check has already proved the instance healthy, and a warm-up only
     makes it faster."""
-    client = Client(worker.wsgi)
-    statuses: set[str] = set()
-    for _ in range(times):
-        with client.get(warmup_path) as response:
-            statuses.add(response.status)
+    answered = _answers(worker.wsgi, warmup_path, times)
     worker.log.info("warmed up: %s requests to %s", times, warmup_path)
-    if statuses != {"200 OK"}:
-        worker.log.warning("warm-up: GET %s answered %s", warmup_path, ", ".join(sorted(statuses)))
+    if answered != "200 OK":
+        worker.log.warning("warm-up: GET %s answered %s", warmup_path, answered)
 
 
 def _release_port_on_stop(worker: Any) -> None:
